@@ -1,0 +1,74 @@
+from django.contrib import admin
+
+from .models import AnonymousId, Event, ModelArtifact, Profile, Recommender, Source, TrainingRun
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+class AnonymousIdInline(admin.TabularInline):
+    model = AnonymousId
+    extra = 0
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "external_id", "first_seen", "last_seen"]
+    search_fields = ["external_id", "anonymous_ids__anonymous_id"]
+    date_hierarchy = "last_seen"
+    inlines = [AnonymousIdInline]
+
+
+@admin.register(AnonymousId)
+class AnonymousIdAdmin(admin.ModelAdmin):
+    list_display = ["anonymous_id", "profile", "created_at"]
+    search_fields = ["anonymous_id", "profile__external_id"]
+    raw_id_fields = ["profile"]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "name", "type", "profile", "item", "value", "source"]
+    list_filter = ["type", "source"]
+    search_fields = ["message_id", "name", "profile__external_id", "item__external_id"]
+    raw_id_fields = ["profile", "item"]
+    list_select_related = ["profile", "item", "source"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+
+
+class TrainingRunInline(admin.TabularInline):
+    model = TrainingRun
+    extra = 0
+    fields = ["version", "status", "progress", "created_at", "finished_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+
+@admin.register(Recommender)
+class RecommenderAdmin(admin.ModelAdmin):
+    list_display = ["name", "algorithm", "active_run", "retrain_every_hours", "updated_at"]
+    list_filter = ["algorithm"]
+    search_fields = ["name", "description"]
+    raw_id_fields = ["active_run"]
+    inlines = [TrainingRunInline]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["recommender", "version", "status", "progress", "created_at", "finished_at"]
+    list_filter = ["status", "recommender"]
+    search_fields = ["recommender__name", "error"]
+    readonly_fields = ["heartbeat_at", "started_at", "finished_at", "created_at"]
+    list_select_related = ["recommender"]
+
+
+@admin.register(ModelArtifact)
+class ModelArtifactAdmin(admin.ModelAdmin):
+    list_display = ["run", "format", "size_bytes", "created_at"]
+    exclude = ["data"]
+    readonly_fields = ["run", "format", "size_bytes", "created_at"]

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Source(models.Model):
+    """Where events come from (a website, an app, an import). ``message_id`` is unique per source."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    """One person: known by ``external_id`` (Segment's userId) and/or anonymous ids."""
+
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="profile_unique_external_id",
+            ),
+        ]
+        indexes = [
+            # "Active profiles" KPIs and recency filters.
+            models.Index(fields=["last_seen"], name="profile_last_seen_idx"),
+        ]
+        permissions = [("export_data", "Can export data (profiles, events, reports)")]
+
+    def __str__(self) -> str:
+        return self.external_id or f"anonymous #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("personalization:profile_detail", args=[self.pk])
+
+
+class AnonymousId(models.Model):
+    """A device or browser id (Segment's anonymousId) linked to a profile."""
+
+    anonymous_id = models.CharField(max_length=200, unique=True)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="anonymous_ids")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.anonymous_id
+
+
+class Event(models.Model):
+    """One behavioural fact. ``type`` is the canonical type every capability uses."""
+
+    class Type(models.TextChoices):
+        VIEW = "view"
+        PLAY = "play"
+        PAUSE = "pause"
+        COMPLETE = "complete"
+        ABANDON = "abandon"
+        RATE = "rate"
+        LIKE = "like"
+        DISLIKE = "dislike"
+        ADD_TO_LIST = "add_to_list", "add to list"
+        ADD_TO_CART = "add_to_cart", "add to cart"
+        PURCHASE = "purchase"
+        SEARCH = "search"
+        CLICK = "click"
+        PAGE = "page"
+        OTHER = "other"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    message_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, help_text="The name as received, e.g. 'Video Playback Started'.")
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
+    item = models.ForeignKey(
+        "catalog.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    value = models.FloatField(null=True, blank=True)
+    properties = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_source_message"),
+        ]
+        indexes = [
+            # A profile's timeline and "consumed items" exclusion.
+            models.Index(fields=["profile", "timestamp"], name="event_profile_time_idx"),
+            # Dashboard events per day and training snapshots over a time window.
+            models.Index(fields=["timestamp", "type"], name="event_time_type_idx"),
+            # Item popularity and item pages.
+            models.Index(fields=["item", "timestamp"], name="event_item_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} by {self.profile_id} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class Recommender(models.Model):
+    """An algorithm with its settings. Training runs fit it; one run's model is active."""
+
+    class Algorithm(models.TextChoices):
+        TRENDING = "trending", "Trending (time-decayed popularity)"
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    algorithm = models.CharField(max_length=30, choices=Algorithm.choices, default=Algorithm.TRENDING)
+    params = models.JSONField(default=dict, blank=True)
+    active_run = models.ForeignKey(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retrain_every_hours = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Retrain on a schedule; empty for manual training only."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("personalization:recommender_detail", args=[self.pk])
+
+
+class TrainingRun(models.Model):
+    """One fit of a recommender on a data snapshot: its progress, timings, metrics and errors."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    recommender = models.ForeignKey(Recommender, on_delete=models.CASCADE, related_name="runs")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    data_sizes = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    activate_on_success = models.BooleanField(default=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recommender"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="trainingrun_one_unfinished_per_recommender",
+            ),
+            models.UniqueConstraint(fields=["recommender", "version"], name="trainingrun_unique_version"),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0, progress__lte=100), name="trainingrun_progress_0_100"
+            ),
+        ]
+        indexes = [
+            # Jobs list and the reaper: unfinished runs by age.
+            models.Index(fields=["status", "heartbeat_at"], name="trainingrun_status_beat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recommender} v{self.version} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("personalization:training_run_detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ModelArtifact(models.Model):
+    """The fitted model of a successful run, stored in the database so every worker and
+    web process can load it without a shared file system."""
+
+    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, primary_key=True, related_name="artifact")
+    format = models.CharField(max_length=30, default="json")
+    data = models.BinaryField()
+    size_bytes = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"artifact of {self.run}"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RecsiteConfig(AppConfig):
+    name = "recsite"
+    verbose_name = "recsite"

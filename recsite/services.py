@@ -1,0 +1,97 @@
+"""Project-wide services: roles (groups and their permissions) and demo accounts."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.db.models import Q
+
+DOMAIN_APPS = ("catalog", "personalization", "experiments")
+
+# Which models each role may change (add/change/delete/view). Everyone with a role may
+# view what the role's pages show; analysts view everything and export.
+ROLE_CHANGES: dict[str, list[tuple[str, str]]] = {
+    "Editor": [("catalog", "item"), ("catalog", "tag"), ("catalog", "itemtag")],
+    "Marketer": [
+        ("personalization", "recommender"),
+        ("personalization", "trainingrun"),
+        ("experiments", "experiment"),
+        ("experiments", "variant"),
+    ],
+}
+ROLE_VIEWS: dict[str, list[tuple[str, str | None]]] = {
+    "Editor": [("catalog", None)],
+    "Marketer": [("catalog", None), ("personalization", None), ("experiments", None)],
+    "Analyst": [(app, None) for app in DOMAIN_APPS],
+}
+ROLES = ("Admin", "Editor", "Marketer", "Analyst")
+DEMO_USERS = {"admin": "Admin", "editor": "Editor", "marketer": "Marketer", "analyst": "Analyst"}
+
+
+def _perms(app: str, model: str | None, actions: tuple[str, ...]) -> Q:
+    query = Q(content_type__app_label=app)
+    if model:
+        query &= Q(content_type__model=model)
+    return query & Q(codename__regex=r"^(%s)_" % "|".join(actions))
+
+
+@transaction.atomic
+def roles_sync() -> dict[str, int]:
+    """Create the role groups and give each exactly its permissions. Idempotent."""
+    counts = {}
+    for role in ROLES:
+        group, _ = Group.objects.get_or_create(name=role)
+        if role == "Admin":
+            query = Q(content_type__app_label__in=DOMAIN_APPS + ("auth", "authtoken", "django_celery_beat"))
+        else:
+            query = Q(pk__in=[])
+            for app, model in ROLE_VIEWS.get(role, []):
+                query |= _perms(app, model, ("view",))
+            for app, model in ROLE_CHANGES.get(role, []):
+                query |= _perms(app, model, ("add", "change", "delete", "view"))
+            if role == "Analyst":
+                query |= Q(content_type__app_label="personalization", codename="export_data")
+        perms = list(Permission.objects.filter(query))
+        group.permissions.set(perms)
+        counts[role] = len(perms)
+    return counts
+
+
+def demo_password() -> tuple[str, bool]:
+    """DEMO_PASSWORD, else one generated on first use and kept in var/ (so it stays the same).
+
+    Returns the password and whether it was generated just now.
+    """
+    if settings.DEMO_PASSWORD:
+        return settings.DEMO_PASSWORD, False
+    path = Path(settings.VAR_DIR) / "demo_password"
+    if path.exists():
+        return path.read_text().strip(), False
+    password = secrets.token_urlsafe(9)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password, True
+
+
+@transaction.atomic
+def demo_accounts_ensure(*, password: str) -> list[str]:
+    """Make sure the four demo users exist, in their role, with ``password``. Idempotent."""
+    roles_sync()
+    user_model = get_user_model()
+    names = []
+    for username, role in DEMO_USERS.items():
+        user, _ = user_model.objects.get_or_create(username=username)
+        user.is_staff = role == "Admin"
+        user.is_superuser = role == "Admin"
+        user.email = f"{username}@example.com"
+        if not user.check_password(password):
+            user.set_password(password)
+        user.save()
+        user.groups.set([Group.objects.get(name=role)])
+        names.append(username)
+    return names
