@@ -20,7 +20,7 @@ class TagNode:
 def taxonomy_tree() -> list[TagNode]:
     """The whole taxonomy as nested nodes with per-tag item counts, in two queries."""
     counts = dict(ItemTag.objects.values_list("tag_id").annotate(n=Count("id")).values_list("tag_id", "n"))
-    tags = list(Tag.get_tree())  # depth-first, in path order
+    tags = list(Tag.objects.get_tree())  # depth-first, in path order
     children: dict[str, list[TagNode]] = defaultdict(list)
     # Walk deepest first so each node's children are complete when it is built.
     nodes: dict[str, TagNode] = {}
