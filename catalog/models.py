@@ -70,7 +70,9 @@ class Tag(MP_Node):
         if not self.slug:
             self.slug = slugify(self.name, allow_unicode=True)
         if self.depth and self.depth > 1:
-            parent_path = Tag.objects.filter(path=self.path[: -self.steplen]).values_list("slug_path", flat=True)
+            parent_path = Tag.objects.filter(path=self.path[: -self.steplen]).values_list(
+                "slug_path", flat=True
+            )
             self.slug_path = f"{parent_path.get()}/{self.slug}"
         else:
             self.slug_path = self.slug
@@ -119,8 +121,7 @@ class ItemTag(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "tag"], name="itemtag_unique_item_tag"),
             models.CheckConstraint(
-                condition=models.Q(confidence__isnull=True)
-                | models.Q(confidence__gte=0, confidence__lte=1),
+                condition=models.Q(confidence__isnull=True) | models.Q(confidence__gte=0, confidence__lte=1),
                 name="itemtag_confidence_0_1",
             ),
         ]

@@ -56,7 +56,9 @@ class Variant(models.Model):
         ordering = ["experiment", "position", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["experiment", "key"], name="variant_unique_key"),
-            models.CheckConstraint(condition=models.Q(weight__gte=0, weight__lte=1), name="variant_weight_0_1"),
+            models.CheckConstraint(
+                condition=models.Q(weight__gte=0, weight__lte=1), name="variant_weight_0_1"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -52,7 +52,9 @@ class RecommenderTrain(APIView):
         request=None,
         responses={202: TrainingRunSerializer},
         summary="Start a training run",
-        description="Queues a training run on the heavy worker queue. 409 when one is already queued or running.",
+        description=(
+            "Queues a training run on the heavy worker queue. 409 when one is already queued or running."
+        ),
     )
     def post(self, request, pk: int):
         recommender = generics.get_object_or_404(Recommender, pk=pk)
@@ -153,4 +155,3 @@ class Recommendations(APIView):
                 "results": RecommendationItemSerializer(results, many=True).data,
             }
         )
-

@@ -15,7 +15,7 @@ class RecommenderForm(forms.ModelForm):
     def clean_params(self):
         params = self.cleaned_data["params"] or {}
         if not isinstance(params, dict):
-            raise forms.ValidationError("Enter a JSON object, for example {\"half_life_days\": 7}.")
+            raise forms.ValidationError('Enter a JSON object, for example {"half_life_days": 7}.')
         unknown = set(params) - set(services.TRENDING_DEFAULTS) - {"test_ratio"}
         if unknown:
             raise forms.ValidationError(f"Unknown parameters: {', '.join(sorted(unknown))}.")

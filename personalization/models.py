@@ -18,7 +18,8 @@ class Source(models.Model):
 class Profile(models.Model):
     """One person: known by ``external_id`` (Segment's userId) and/or anonymous ids."""
 
-    external_id = models.CharField(max_length=200, null=True, blank=True)
+    # NULL (not "") for anonymous profiles, so the partial unique constraint ignores them.
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     traits = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
@@ -202,7 +203,9 @@ class ModelArtifact(models.Model):
     """The fitted model of a successful run, stored in the database so every worker and
     web process can load it without a shared file system."""
 
-    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, primary_key=True, related_name="artifact")
+    run = models.OneToOneField(
+        TrainingRun, on_delete=models.CASCADE, primary_key=True, related_name="artifact"
+    )
     format = models.CharField(max_length=30, default="json")
     data = models.BinaryField()
     size_bytes = models.PositiveIntegerField(default=0)

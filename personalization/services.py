@@ -109,7 +109,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
         return run
     try:
         _train(run)
-    except Exception as exc:  # noqa: BLE001 - any failure must mark the run failed
+    except Exception as exc:
         logger.exception("training run %s failed", run_id)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
@@ -140,7 +140,9 @@ def _train(run: TrainingRun) -> None:
     frame = pd.DataFrame(rows, columns=["profile_id", "item_id", "type", "timestamp"])
     phases.stop("snapshot")
     if frame.empty:
-        raise TrainingError(f"No interactions with items in the last {window_days:g} days: nothing to train on.")
+        raise TrainingError(
+            f"No interactions with items in the last {window_days:g} days: nothing to train on."
+        )
     _run_update(run.pk, progress=20, message=f"Loaded {len(frame):,} interactions")
 
     phases.start()
@@ -149,7 +151,9 @@ def _train(run: TrainingRun) -> None:
     weights = frame["type"].map(EVENT_WEIGHTS).to_numpy(dtype=np.float64).clip(min=0.0)
     seconds = frame["timestamp"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64)
     age_days = (now.timestamp() - seconds) / 86400.0
-    split = evaluation.chronological_split(user_index, seconds, test_ratio=float(params.get("test_ratio", 0.2)))
+    split = evaluation.chronological_split(
+        user_index, seconds, test_ratio=float(params.get("test_ratio", 0.2))
+    )
     phases.stop("split")
     _run_update(run.pk, progress=35, message="Fitting on the training split")
 
@@ -172,7 +176,10 @@ def _train(run: TrainingRun) -> None:
         seen.setdefault(u, set()).add(i)
     relevant: dict[int, set[int]] = {}
     for u, i, w in zip(
-        user_index[split.test].tolist(), item_index[split.test].tolist(), weights[split.test].tolist(), strict=True
+        user_index[split.test].tolist(),
+        item_index[split.test].tolist(),
+        weights[split.test].tolist(),
+        strict=True,
     ):
         if w > 0 and i not in seen.get(u, ()):
             relevant.setdefault(u, set()).add(i)
@@ -207,11 +214,11 @@ def _train(run: TrainingRun) -> None:
             finished_at=timezone.now(),
             metrics=metrics,
             data_sizes={
-                "interactions": int(len(frame)),
+                "interactions": len(frame),
                 "train": int(train.sum()),
                 "test": int(split.test.sum()),
-                "users": int(len(user_ids)),
-                "items": int(len(item_ids)),
+                "user_count": len(user_ids),
+                "item_count": len(item_ids),
             },
             timings=phases.timings,
         )
@@ -228,14 +235,11 @@ def training_runs_reap_stale(*, now=None) -> int:
     """Mark runs whose worker stopped reporting (killed, lost) as failed."""
     now = now or timezone.now()
     limit = now - timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
-    return (
-        TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=limit)
-        .update(
-            status=TrainingRun.Status.FAILED,
-            finished_at=now,
-            message="Failed",
-            error="The worker stopped reporting progress (killed or lost); the active model is unchanged.",
-        )
+    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=limit).update(
+        status=TrainingRun.Status.FAILED,
+        finished_at=now,
+        message="Failed",
+        error="The worker stopped reporting progress (killed or lost); the active model is unchanged.",
     )
 
 
@@ -317,7 +321,9 @@ def recommendations_get(
     consumed: set[int] = set()
     if profile is not None and exclude_consumed:
         consumed = set(
-            Event.objects.filter(profile=profile, item__isnull=False).values_list("item_id", flat=True).distinct()
+            Event.objects.filter(profile=profile, item__isnull=False)
+            .values_list("item_id", flat=True)
+            .distinct()
         )
     picked = [
         (item_id, score)

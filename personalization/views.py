@@ -30,7 +30,9 @@ def recommender_create(request):
 def recommender_detail(request, pk: int):
     recommender = get_object_or_404(Recommender.objects.select_related("active_run"), pk=pk)
     runs = recommender.runs.all()[:20]
-    return render(request, "personalization/recommender_detail.html", {"recommender": recommender, "runs": runs})
+    return render(
+        request, "personalization/recommender_detail.html", {"recommender": recommender, "runs": runs}
+    )
 
 
 @require_POST

@@ -37,7 +37,7 @@ def _perms(app: str, model: str | None, actions: tuple[str, ...]) -> Q:
     query = Q(content_type__app_label=app)
     if model:
         query &= Q(content_type__model=model)
-    return query & Q(codename__regex=r"^(%s)_" % "|".join(actions))
+    return query & Q(codename__regex=rf"^({'|'.join(actions)})_")
 
 
 @transaction.atomic
@@ -47,7 +47,7 @@ def roles_sync() -> dict[str, int]:
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         if role == "Admin":
-            query = Q(content_type__app_label__in=DOMAIN_APPS + ("auth", "authtoken", "django_celery_beat"))
+            query = Q(content_type__app_label__in=(*DOMAIN_APPS, "auth", "authtoken", "django_celery_beat"))
         else:
             query = Q(pk__in=[])
             for app, model in ROLE_VIEWS.get(role, []):

@@ -41,7 +41,12 @@ def personas(db):
     roles_sync()
     user_model = get_user_model()
     users = {}
-    for name, role in [("admin", "Admin"), ("editor", "Editor"), ("marketer", "Marketer"), ("analyst", "Analyst")]:
+    for name, role in [
+        ("admin", "Admin"),
+        ("editor", "Editor"),
+        ("marketer", "Marketer"),
+        ("analyst", "Analyst"),
+    ]:
         user = user_model.objects.create_user(name, password="pw", is_staff=role == "Admin")
         user.groups.add(Group.objects.get(name=role))
         users[name] = user
@@ -58,3 +63,12 @@ def client_as(client, personas):
         return client
 
     return login
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (ids restart in a new test database)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -21,7 +21,10 @@ def profiles(n: int) -> list[Profile]:
 
 
 def events(
-    rows: list[tuple[Profile, Item | None, str]], *, start: datetime | None = None, step: timedelta | None = None
+    rows: list[tuple[Profile, Item | None, str]],
+    *,
+    start: datetime | None = None,
+    step: timedelta | None = None,
 ) -> list[Event]:
     """One event per (profile, item, type) row, one ``step`` apart, ending before now."""
     source, _ = Source.objects.get_or_create(name="test")

@@ -45,7 +45,9 @@ def test_unknown_users_get_trending_items(client_as, trained):
     ("params", "status", "field"),
     [({"k": 0}, 400, "k"), ({"k": "ten"}, 400, "k"), ({"recommender": "nope"}, 404, "recommender")],
 )
-def test_bad_recommendation_requests_get_a_json_error_naming_the_field(client_as, trained, params, status, field):
+def test_bad_recommendation_requests_get_a_json_error_naming_the_field(
+    client_as, trained, params, status, field
+):
     response = client_as("marketer").get("/api/v1/recommendations", params)
     assert response.status_code == status
     assert response.json()["field"] == field
@@ -72,7 +74,9 @@ def test_a_token_authenticates_scripts(client, personas, trained):
     assert response.status_code == 200
 
 
-def test_training_through_the_api_queues_a_run_and_reports_it(client_as, trained, django_capture_on_commit_callbacks):
+def test_training_through_the_api_queues_a_run_and_reports_it(
+    client_as, trained, django_capture_on_commit_callbacks
+):
     _, _, recommender = trained
     client = client_as("marketer")
     with django_capture_on_commit_callbacks(execute=True):
@@ -85,7 +89,9 @@ def test_training_through_the_api_queues_a_run_and_reports_it(client_as, trained
     assert "ndcg@10" in detail["metrics"]
 
 
-def test_a_second_train_request_while_one_is_queued_gets_409(client_as, trained, django_capture_on_commit_callbacks):
+def test_a_second_train_request_while_one_is_queued_gets_409(
+    client_as, trained, django_capture_on_commit_callbacks
+):
     _, _, recommender = trained
     client = client_as("marketer")
     with django_capture_on_commit_callbacks(execute=False):
@@ -102,7 +108,9 @@ def test_analysts_cannot_start_training(client_as, trained):
 
 def test_recommenders_can_be_created_through_the_api_with_validated_params(client_as, db):
     client = client_as("marketer")
-    ok = client.post("/api/v1/recommenders", {"name": "fast", "params": {"half_life_days": 3}}, "application/json")
+    ok = client.post(
+        "/api/v1/recommenders", {"name": "fast", "params": {"half_life_days": 3}}, "application/json"
+    )
     assert ok.status_code == 201
     bad = client.post("/api/v1/recommenders", {"name": "bad", "params": {"alpha": 1}}, "application/json")
     assert bad.status_code == 400

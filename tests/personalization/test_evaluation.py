@@ -16,7 +16,9 @@ def brute_ndcg(ranked, relevant, k):
 
 def brute_ap(ranked, relevant, k):
     precisions = [
-        sum(1 for x in ranked[: i + 1] if x in relevant) / (i + 1) for i in range(min(k, len(ranked))) if ranked[i] in relevant
+        sum(1 for x in ranked[: i + 1] if x in relevant) / (i + 1)
+        for i in range(min(k, len(ranked)))
+        if ranked[i] in relevant
     ]
     return sum(precisions) / min(len(relevant), k) if relevant else 0.0
 
@@ -32,7 +34,9 @@ def test_ranking_metrics_match_brute_force_definitions(seed):
         assert evaluation.recall_at_k(ranked, relevant, k) == pytest.approx(hits / len(relevant))
         assert evaluation.hit_rate_at_k(ranked, relevant, k) == (1.0 if hits else 0.0)
         assert evaluation.ndcg_at_k(ranked, relevant, k) == pytest.approx(brute_ndcg(ranked, relevant, k))
-        assert evaluation.average_precision_at_k(ranked, relevant, k) == pytest.approx(brute_ap(ranked, relevant, k))
+        assert evaluation.average_precision_at_k(ranked, relevant, k) == pytest.approx(
+            brute_ap(ranked, relevant, k)
+        )
 
 
 def test_a_perfect_ranking_scores_one_and_an_empty_one_zero():
@@ -44,7 +48,7 @@ def test_a_perfect_ranking_scores_one_and_an_empty_one_zero():
 
 def test_chronological_split_holds_out_each_users_latest_fifth():
     users = np.array([0] * 10 + [1] * 5 + [2])
-    times = np.array(list(range(10, 0, -1)) + [5, 1, 4, 2, 3] + [7], dtype=float)
+    times = np.array([*range(10, 0, -1), 5, 1, 4, 2, 3, 7], dtype=float)
     split = evaluation.chronological_split(users, times, test_ratio=0.2)
     # user 0: the two latest (times 10 and 9, the first two rows); user 1: its latest (time 5).
     assert split.test.tolist() == [True, True] + [False] * 8 + [True, False, False, False, False] + [False]

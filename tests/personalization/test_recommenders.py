@@ -34,5 +34,10 @@ def test_trending_without_decay_counts_raw_weights_and_keeps_the_best_only():
 def test_trending_refuses_a_non_positive_half_life():
     with pytest.raises(ValueError):
         recommenders.trending_fit(
-            item_index=np.array([0]), weights=np.ones(1), age_days=np.zeros(1), n_items=1, half_life_days=0, keep=1
+            item_index=np.array([0]),
+            weights=np.ones(1),
+            age_days=np.zeros(1),
+            n_items=1,
+            half_life_days=0,
+            keep=1,
         )

@@ -67,7 +67,9 @@ def test_the_database_refuses_two_unfinished_runs_of_one_recommender(db):
         TrainingRun.objects.create(recommender=recommender, version=2, status=TrainingRun.Status.RUNNING)
 
 
-def test_requesting_a_run_while_one_is_queued_is_refused_with_a_message(db, django_capture_on_commit_callbacks):
+def test_requesting_a_run_while_one_is_queued_is_refused_with_a_message(
+    db, django_capture_on_commit_callbacks
+):
     recommender = factories.trending()
     with django_capture_on_commit_callbacks(execute=False):
         services.training_run_request(recommender=recommender)

@@ -113,24 +113,49 @@ def test_the_taxonomy_page_shows_the_tree_with_counts(client_as):
 
 def test_a_marketer_creates_a_recommender_and_gets_form_errors_for_bad_params(client_as):
     client = client_as("marketer")
-    bad = client.post(reverse("personalization:recommender_create"), {"name": "x", "algorithm": "trending", "params": "[1]"})
+    bad = client.post(
+        reverse("personalization:recommender_create"), {"name": "x", "algorithm": "trending", "params": "[1]"}
+    )
     assert bad.status_code == 200
     assert "Enter a JSON object" in bad.content.decode()
     ok = client.post(
-        reverse("personalization:recommender_create"), {"name": "home", "algorithm": "trending", "params": "{}"}
+        reverse("personalization:recommender_create"),
+        {"name": "home", "algorithm": "trending", "params": "{}"},
     )
     assert ok.status_code == 302
 
 
-def test_the_train_button_queues_a_run_and_shows_its_progress_page(client_as, django_capture_on_commit_callbacks):
+def test_the_train_button_queues_a_run_and_shows_its_progress_page(
+    client_as, django_capture_on_commit_callbacks
+):
     items = factories.items(2)
     users = factories.profiles(2)
-    factories.events([(users[0], items[0], "play"), (users[1], items[0], "complete"), (users[1], items[1], "view")])
+    factories.events(
+        [(users[0], items[0], "play"), (users[1], items[0], "complete"), (users[1], items[1], "view")]
+    )
     recommender = factories.trending()
     client = client_as("marketer")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("personalization:recommender_train", args=[recommender.pk]), follow=True)
+        response = client.post(
+            reverse("personalization:recommender_train", args=[recommender.pk]), follow=True
+        )
     html = response.content.decode()
     assert 'id="run-progress"' in html
     assert "queued" in html.lower()
     assert recommender.runs.get().status == "succeeded"
+
+
+def test_a_finished_run_page_lists_its_metrics_data_sizes_and_timings(client_as):
+    from personalization import services
+
+    items = factories.items(2)
+    users = factories.profiles(2)
+    factories.events(
+        [(users[0], items[0], "play"), (users[1], items[0], "complete"), (users[1], items[1], "view")]
+    )
+    run = services.training_run_request(recommender=factories.trending())
+    services.training_run_execute(run_id=run.pk)
+    html = client_as("analyst").get(run.get_absolute_url()).content.decode()
+    assert "ndcg@10" in html
+    assert "item_count" in html
+    assert "snapshot" in html

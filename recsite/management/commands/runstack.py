@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-        parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+        parser.add_argument(
+            "--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2"))
+        )
 
     def commands(self, options) -> dict[str, list[str]]:
         bin_dir = os.path.dirname(sys.executable)
@@ -62,7 +64,9 @@ class Command(BaseCommand):
             procs[name] = subprocess.Popen(cmd, start_new_session=True)
             self.stdout.write(f"started {name} (pid {procs[name].pid})")
         self.stdout.write(
-            self.style.SUCCESS(f"recsite is running at http://{options['host']}:{options['port']}/ (Ctrl-C stops it)")
+            self.style.SUCCESS(
+                f"recsite is running at http://{options['host']}:{options['port']}/ (Ctrl-C stops it)"
+            )
         )
         exit_code = 0
         while not stopping:

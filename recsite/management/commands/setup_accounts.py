@@ -11,6 +11,8 @@ class Command(BaseCommand):
         names = services.demo_accounts_ensure(password=password)
         self.stdout.write(f"Demo accounts: {', '.join(names)}")
         if generated:
-            self.stdout.write(self.style.WARNING(f"Generated demo password (kept in var/demo_password): {password}"))
+            self.stdout.write(
+                self.style.WARNING(f"Generated demo password (kept in var/demo_password): {password}")
+            )
         else:
             self.stdout.write(f"Demo password: {password}")
