@@ -53,6 +53,8 @@ class Tag(MP_Node):
     slug_path = models.CharField(max_length=700, unique=True, editable=False)
     description = models.TextField(blank=True)
     retired = models.BooleanField(default=False)
+    # Optimistic concurrency: every edit is ``filter(pk=..., version=seen).update(version=seen + 1)``.
+    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     node_order_by = ["name"]
@@ -94,7 +96,7 @@ class Tag(MP_Node):
 
     def label(self) -> str:
         """Human-readable path: "Genre > Anime > Mecha"."""
-        names = [t.name for t in self.get_ancestors()] + [self.name]
+        names = [t.name for t in Tag.objects.get_ancestors(self)] + [self.name]
         return " > ".join(names)
 
 
@@ -132,3 +134,181 @@ class ItemTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item} · {self.tag}"
+
+
+class TagAlias(models.Model):
+    """Another path that resolves to a tag: the old path of a merged or renamed tag, or a synonym.
+
+    Imports look a path up among tags first, then among aliases.
+    """
+
+    slug_path = models.CharField(max_length=700, unique=True)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "tag aliases"
+
+    def __str__(self) -> str:
+        return f"{self.slug_path} → {self.tag.slug_path}"
+
+
+class ItemTagChange(models.Model):
+    """History: one tag added to or removed from one item, by whom and how."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Added"
+        REMOVE = "remove", "Removed"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tag_changes")
+    # Kept (SET_NULL) with the label when the tag is deleted, so history stays readable.
+    tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tag_label = models.CharField(max_length=700)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    source = models.CharField(max_length=20, choices=ItemTag.Source.choices)
+    confidence = models.FloatField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # An item's history and "undo my last change".
+            models.Index(fields=["item", "-created_at"], name="itemtagchange_item_time_idx"),
+            # Throughput per editor per day (coverage dashboard).
+            models.Index(fields=["created_at", "user"], name="itemtagchange_time_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.tag_label} on {self.item_id}"
+
+
+class TagSuggestionModel(models.Model):
+    """One training of the tag-suggestion model: progress, quality and the fitted artifact."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    # joblib dump of the fitted pure-Python model (catalog.suggestions.TagSuggester).
+    artifact = models.BinaryField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    trained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        get_latest_by = "trained_at"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="tagsuggestionmodel_one_unfinished",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0, progress__lte=100), name="tagsuggestionmodel_progress_0_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"tag suggestion model #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class TagSuggestion(models.Model):
+    """A tag the model proposes for an item. Rejected rows stay, so they are never proposed again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="suggestions")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions")
+    confidence = models.FloatField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    model = models.ForeignKey(TagSuggestionModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-confidence", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "tag"], name="tagsuggestion_unique_item_tag"),
+            models.CheckConstraint(
+                condition=models.Q(confidence__gte=0, confidence__lte=1), name="tagsuggestion_confidence_0_1"
+            ),
+        ]
+        indexes = [
+            # Pending suggestions of an item (item page, API), best first.
+            models.Index(fields=["item", "status", "-confidence"], name="tagsuggestion_item_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag} for {self.item} ({self.confidence:.2f}, {self.status})"
+
+
+class ImportJob(models.Model):
+    """One file import: checked (preview), then applied all-or-nothing, inline or on a worker."""
+
+    class Kind(models.TextChoices):
+        ITEMS = "items"
+        TAXONOMY = "taxonomy"
+
+    class Status(models.TextChoices):
+        PREVIEWED = "previewed"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ITEMS)
+    filename = models.CharField(max_length=300)
+    data = models.BinaryField()
+    strict = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PREVIEWED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0, progress__lte=100), name="importjob_progress_0_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"import {self.filename} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:import_detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -155,3 +155,317 @@ class Recommendations(APIView):
                 "results": RecommendationItemSerializer(results, many=True).data,
             }
         )
+
+
+# --- Tracking (Segment spec), profiles, zero-party data, privacy ----------------------------------
+# Behavioural-data endpoints; the write path lives in personalization/tracking.py.
+
+import logging  # noqa: E402
+
+from django.db import DatabaseError  # noqa: E402
+from drf_spectacular.extensions import OpenApiAuthenticationExtension  # noqa: E402
+from drf_spectacular.types import OpenApiTypes  # noqa: E402
+from rest_framework import authentication  # noqa: E402
+from rest_framework import exceptions as drf_exceptions  # noqa: E402
+from rest_framework.permissions import BasePermission  # noqa: E402
+
+from . import profiles as profile_services  # noqa: E402
+from . import tracking  # noqa: E402
+from .models import Profile, WriteKey  # noqa: E402
+
+tracking_logger = logging.getLogger("personalization.tracking")
+
+
+class WriteKeyAuthentication(authentication.BaseAuthentication):
+    """HTTP Basic with a source's write key as the user name and an empty password (Segment)."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header.lower().startswith("basic "):
+            return None
+        write_key = tracking.write_key_authenticate(authorization=header)
+        if write_key is None:
+            raise drf_exceptions.AuthenticationFailed("Invalid or revoked write key.")
+        from django.contrib.auth.models import AnonymousUser
+
+        return AnonymousUser(), write_key
+
+    def authenticate_header(self, request):
+        return 'Basic realm="recsite tracking"'
+
+
+class WriteKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "personalization.api.WriteKeyAuthentication"
+    name = "writeKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "A source's write key as the user name, empty password (as Segment).",
+        }
+
+
+class HasWriteKey(BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, WriteKey)
+
+
+TRACK_EXAMPLE = {
+    "type": "track",
+    "event": "Video Playback Started",
+    "userId": "u42",
+    "anonymousId": "3f1e-device",
+    "messageId": "7b0c9a1e-7e0c-4a5c-9f35-3d6c1f0b2a11",
+    "properties": {"content_asset_id": "m1001", "position": 0},
+    "context": {"device": {"type": "tv"}},
+    "originalTimestamp": "2026-11-30T20:15:02.120Z",
+    "sentAt": "2026-11-30T20:15:03.000Z",
+}
+RESULT_EXAMPLE = {"success": True, "index": 0, "messageId": TRACK_EXAMPLE["messageId"], "status": "stored"}
+
+
+class _TrackingEndpoint(APIView):
+    authentication_classes = [WriteKeyAuthentication]
+    permission_classes = [HasWriteKey]
+    parser_classes: list = []  # the body is read by tracking.body_load (size limit first)
+    kind: str | None = None
+
+    def _ingest(self, request, messages, *, defaults=None, body_bytes=0):
+        try:
+            return tracking.events_ingest(
+                source=request.auth.source,
+                messages=messages,
+                kind=self.kind,
+                body_bytes=body_bytes,
+                defaults=defaults,
+            )
+        except DatabaseError:
+            tracking_logger.exception("events could not be stored")
+            return None
+
+    def _body(self, request):
+        length = request.META.get("CONTENT_LENGTH")
+        return tracking.body_load(
+            raw=lambda: request._request.body,
+            content_length=int(length) if length and length.isdigit() else None,
+        )
+
+    def post(self, request):
+        try:
+            body, size = self._body(request)
+        except tracking.BodyError as exc:
+            return error_response(str(exc), field=exc.field, status_code=exc.status)
+        report = self._ingest(request, [body], body_bytes=size)
+        if report is None:
+            return _unavailable()
+        result = report.results[0]
+        if result["status"] == "rejected":
+            return Response(
+                {"error": result["error"], "field": result["field"], "details": result},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response({"success": True, **result})
+
+
+def _unavailable():
+    return error_response(
+        "The events could not be stored right now; retry later (nothing was stored).",
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+def _single_schema(kind: str, example: dict):
+    return extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT,
+                   413: OpenApiTypes.OBJECT},  # fmt: skip
+        summary=f"Segment {kind}",
+        description=(
+            f"A Segment-spec `{kind}` message. Authenticate with HTTP Basic, the write key as user "
+            "name. `messageId` de-duplicates per source (a replay answers `duplicate`). "
+            "The answer comes after the event is committed."
+        ),
+        examples=[
+            OpenApiExample(kind, value=example, request_only=True),
+            OpenApiExample("stored", value=RESULT_EXAMPLE, response_only=True),
+        ],
+        tags=["tracking"],
+    )
+
+
+class Track(_TrackingEndpoint):
+    kind = "track"
+
+    @_single_schema("track", TRACK_EXAMPLE)
+    def post(self, request):
+        return super().post(request)
+
+
+class Identify(_TrackingEndpoint):
+    kind = "identify"
+
+    @_single_schema(
+        "identify",
+        {"userId": "u42", "anonymousId": "3f1e-device", "traits": {"plan": "premium", "$set_once": {"signup": "2026-01-02"}}},
+    )
+    def post(self, request):
+        return super().post(request)
+
+
+class Page(_TrackingEndpoint):
+    kind = "page"
+
+    @_single_schema("page", {"anonymousId": "3f1e-device", "name": "Home", "properties": {"path": "/"}})
+    def post(self, request):
+        return super().post(request)
+
+
+class Alias(_TrackingEndpoint):
+    kind = "alias"
+
+    @_single_schema("alias", {"previousId": "3f1e-device", "userId": "u42"})
+    def post(self, request):
+        return super().post(request)
+
+
+class Batch(_TrackingEndpoint):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT,
+                   413: OpenApiTypes.OBJECT},  # fmt: skip
+        summary="Segment batch",
+        description=(
+            "Up to TRACKING_MAX_REQUEST_BYTES of messages of any type. Each message is validated on "
+            "its own: the answer lists one result per message, in input order: `stored`, `duplicate` "
+            "or `rejected` with the reason and the field."
+        ),
+        examples=[
+            OpenApiExample("batch", value={"batch": [TRACK_EXAMPLE]}, request_only=True),
+            OpenApiExample(
+                "mixed results",
+                value={
+                    "success": False, "stored": 1, "duplicates": 0, "rejected": 1,
+                    "results": [
+                        {"index": 0, "messageId": "a1", "status": "stored"},
+                        {"index": 1, "messageId": "a2", "status": "rejected",
+                         "error": "userId or anonymousId is required.", "field": "userId"},
+                    ],
+                },
+                response_only=True,
+            ),  # fmt: skip
+        ],
+        tags=["tracking"],
+    )
+    def post(self, request):
+        try:
+            body, size = self._body(request)
+        except tracking.BodyError as exc:
+            return error_response(str(exc), field=exc.field, status_code=exc.status)
+        messages = body.get("batch") if isinstance(body, dict) else None
+        if not isinstance(messages, list):
+            return error_response("batch must be a list of messages.", field="batch")
+        defaults = {"sentAt": body.get("sentAt")} if body.get("sentAt") else None
+        report = self._ingest(request, messages, defaults=defaults, body_bytes=size)
+        if report is None:
+            return _unavailable()
+        return Response(
+            {
+                "success": report.rejected == 0,
+                "stored": report.stored,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected,
+                "results": report.results,
+            }
+        )
+
+
+def _profile_or_404(user_id: str) -> Profile:
+    return generics.get_object_or_404(Profile, external_id=user_id)
+
+
+class WriteKeyOrPerms(BasePermission):
+    """A source's write key, or a signed-in user with the view's ``required_perms``."""
+
+    def has_permission(self, request, view):
+        if isinstance(request.auth, WriteKey):
+            return True
+        user = request.user
+        perms = view.required_perms.get(request.method, ())
+        return bool(user and user.is_authenticated and user.has_perms(perms))
+
+
+class PreferencesSerializer(serializers.Serializer):
+    liked = serializers.ListField(child=serializers.CharField(max_length=700), required=False, default=list)
+    disliked = serializers.ListField(child=serializers.CharField(max_length=700), required=False, default=list)
+    replace = serializers.BooleanField(required=False, default=True)
+
+
+class ProfilePreferences(APIView):
+    """Zero-party data: tags a person says they like or dislike (onboarding, quiz)."""
+
+    authentication_classes = [
+        WriteKeyAuthentication,
+        authentication.SessionAuthentication,
+        authentication.TokenAuthentication,
+    ]
+    permission_classes = [WriteKeyOrPerms]
+    required_perms = {
+        "GET": ("personalization.view_declaredpreference",),
+        "POST": ("personalization.add_declaredpreference",),
+    }
+
+    @extend_schema(responses={200: PreferencesSerializer}, summary="Declared preferences of a profile", tags=["profiles"])
+    def get(self, request, user_id: str):
+        return Response(profile_services.preferences_for(profile=_profile_or_404(user_id)))
+
+    @extend_schema(
+        request=PreferencesSerializer,
+        responses={200: PreferencesSerializer},
+        summary="Declare preferences (onboarding)",
+        description="Liked and disliked tags by slug path. Creates the profile when the user id is new.",
+        examples=[OpenApiExample("onboarding", value={"liked": ["genre/anime"], "disliked": ["mood/dark"]})],
+        tags=["profiles"],
+    )
+    def post(self, request, user_id: str):
+        data = PreferencesSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        from . import identity
+
+        try:
+            clean = identity.id_clean(user_id, field="user_id")
+            profile, _ = identity.profile_identify(user_id=clean, anonymous_id=None)
+            profile_services.preferences_declare(
+                profile=profile,
+                liked=data.validated_data["liked"],
+                disliked=data.validated_data["disliked"],
+                origin="api",
+                replace=data.validated_data["replace"],
+            )
+        except (identity.IdentityError, profile_services.ProfileError) as exc:
+            return error_response(str(exc), field=exc.field)
+        return Response(profile_services.preferences_for(profile=profile))
+
+
+class ProfileExport(APIView):
+    permission_classes = [has_perms("personalization.export_data", "personalization.view_profile")]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Export everything about one profile", tags=["privacy"])
+    def get(self, request, user_id: str):
+        return Response(profile_services.profile_export(profile=_profile_or_404(user_id)))
+
+
+class ProfileDelete(APIView):
+    permission_classes = [has_perms("personalization.delete_profile")]
+
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Delete one profile and all its data",
+        description="Events, traits, identities, interactions, preferences, memberships and assignments. "
+        "The deletion is logged with a keyed hash of the id only.",
+        tags=["privacy"],
+    )
+    def delete(self, request, user_id: str):
+        log = profile_services.profile_delete(profile=_profile_or_404(user_id), deleted_by=request.user)
+        return Response({"deleted": True, "id_hash": log.id_hash, "counts": log.counts})

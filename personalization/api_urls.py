@@ -8,3 +8,14 @@ urlpatterns = [
     path("recommenders/<int:pk>/train", api.RecommenderTrain.as_view(), name="api_recommender_train"),
     path("training-runs/<int:pk>", api.TrainingRunDetail.as_view(), name="api_training_run_detail"),
 ]
+
+urlpatterns += [
+    path("track", api.Track.as_view(), name="api_track"),
+    path("identify", api.Identify.as_view(), name="api_identify"),
+    path("page", api.Page.as_view(), name="api_page"),
+    path("alias", api.Alias.as_view(), name="api_alias"),
+    path("batch", api.Batch.as_view(), name="api_batch"),
+    path("profiles/<str:user_id>/preferences", api.ProfilePreferences.as_view(), name="api_profile_preferences"),
+    path("profiles/<str:user_id>/export", api.ProfileExport.as_view(), name="api_profile_export"),
+    path("profiles/<str:user_id>", api.ProfileDelete.as_view(), name="api_profile_delete"),
+]

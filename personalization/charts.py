@@ -58,3 +58,30 @@ def events_per_day(rows: Iterable[tuple[date, str, int]]) -> dict:
         )
     fig.update_layout(**LAYOUT, barmode="stack", yaxis_title="events", height=360)
     return figure_dict(fig)
+
+
+def tag_affinities(rows: Iterable[tuple[str, str, float]]) -> dict:
+    """Horizontal bars of a profile's interaction strength per tag, one colour per facet.
+
+    ``rows`` are (facet, tag, strength); negative strengths (disliked) point left.
+    """
+    palette = ["#4f46e5", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9", "#84cc16", "#a78bfa", "#f97316"]
+    by_facet: dict[str, list[tuple[str, float]]] = {}
+    for facet, tag, strength in rows:
+        by_facet.setdefault(facet, []).append((tag, strength))
+    fig = go.Figure()
+    count = 0
+    for n, facet in enumerate(sorted(by_facet)):
+        points = sorted(by_facet[facet], key=lambda p: p[1])
+        count += len(points)
+        fig.add_bar(
+            x=[s for _, s in points],
+            y=[f"{facet} › {t}" for t, _ in points],
+            orientation="h",
+            name=facet,
+            marker_color=palette[n % len(palette)],
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+        )
+    layout = {**LAYOUT, "hovermode": "closest", "margin": {**LAYOUT["margin"], "l": 200}}
+    fig.update_layout(**layout, xaxis_title="interaction strength", height=max(260, 28 * count + 90))
+    return figure_dict(fig)

@@ -75,6 +75,8 @@ class Event(models.Model):
         SEARCH = "search"
         CLICK = "click"
         PAGE = "page"
+        IDENTIFY = "identify"
+        ALIAS = "alias"
         OTHER = "other"
 
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
@@ -213,3 +215,173 @@ class ModelArtifact(models.Model):
 
     def __str__(self) -> str:
         return f"artifact of {self.run}"
+
+
+# --- Behavioural data: write keys, identity history, interactions, preferences, privacy --------
+
+
+class WriteKey(models.Model):
+    """A secret that lets a source send events (HTTP Basic user name, as Segment does).
+
+    Only the SHA-256 of the key is stored: keys are 32 random bytes, so a slow password hash
+    would add nothing but latency to every tracking request.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="write_keys")
+    prefix = models.CharField(max_length=12, help_text="The first characters, to recognise a key.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.source} · {self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class MergeRequest(models.Model):
+    """Two known profiles that look like one person. Never merged automatically: an admin
+    decides. ``profile`` would be merged into ``into``."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        MERGED = "merged"
+        DISMISSED = "dismissed"
+
+    # SET_NULL: an approved request keeps its row after ``profile`` is merged away.
+    profile = models.ForeignKey(Profile, null=True, on_delete=models.SET_NULL, related_name="+")
+    into = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=300)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "into"],
+                condition=models.Q(status="open"),
+                name="mergerequest_one_open_per_pair",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(profile=models.F("into")), name="mergerequest_distinct_profiles"
+            ),
+        ]
+        indexes = [
+            # The admins' queue: open requests, newest first.
+            models.Index(fields=["status", "-created_at"], name="mergerequest_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"merge {self.profile_id} into {self.into_id} ({self.status})"
+
+
+class ProfileMerge(models.Model):
+    """History: ``merged_profile_id`` (now gone) was merged into ``survivor``.
+
+    The unique merged id makes a merge idempotent: a retry finds the row and stops.
+    """
+
+    survivor = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges")
+    merged_profile_id = models.BigIntegerField(unique=True)
+    reason = models.CharField(max_length=30)
+    moved = models.JSONField(default=dict, blank=True, help_text="Rows moved, by kind.")
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"profile {self.merged_profile_id} merged into {self.survivor_id}"
+
+
+class Interaction(models.Model):
+    """The implicit-feedback strength of one (profile, item) pair, maintained on ingestion so
+    that training and segments need not scan raw events."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="interactions")
+    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="interactions")
+    strength = models.FloatField(default=0.0)
+    count = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index for "a profile's interactions" (leading column).
+            models.UniqueConstraint(fields=["profile", "item"], name="interaction_unique_profile_item"),
+        ]
+        indexes = [
+            # Item-side reads: who interacted with an item (similar items, segment rules).
+            models.Index(fields=["item", "strength"], name="interaction_item_strength_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} × {self.item_id}: {self.strength:g}"
+
+
+class DeclaredPreference(models.Model):
+    """Zero-party data: a tag a person said they like or dislike (quiz, onboarding API)."""
+
+    class Sentiment(models.IntegerChoices):
+        LIKE = 1, "like"
+        DISLIKE = -1, "dislike"
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="declared_preferences")
+    tag = models.ForeignKey("catalog.Tag", on_delete=models.CASCADE, related_name="+")
+    sentiment = models.SmallIntegerField(choices=Sentiment.choices)
+    origin = models.CharField(max_length=20, default="api", help_text="quiz, api, import...")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "tag"], name="declaredpref_unique_profile_tag"),
+            models.CheckConstraint(condition=models.Q(sentiment__in=[1, -1]), name="declaredpref_sentiment"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.get_sentiment_display()} {self.tag_id}"
+
+
+class DeletionLog(models.Model):
+    """A profile was deleted: who, when, and a keyed hash of its ids (no personal data)."""
+
+    id_hash = models.CharField(max_length=64, db_index=True)  # "was this id deleted?" look-ups
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deleted_at = models.DateTimeField(auto_now_add=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="Rows deleted, by kind.")
+
+    class Meta:
+        ordering = ["-deleted_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"deletion {self.id_hash[:12]} at {self.deleted_at:%Y-%m-%d %H:%M}"
+
+
+class ImportCheckpoint(models.Model):
+    """The last line of an import file whose events are committed, so a rerun resumes there."""
+
+    key = models.CharField(max_length=500, unique=True, help_text="Resolved path of the file.")
+    line = models.PositiveBigIntegerField(default=0)
+    stored = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.line}"

@@ -16,3 +16,10 @@ def training_runs_reap_stale() -> int:
 @shared_task(name="personalization.tasks.recommenders_retrain_due")
 def recommenders_retrain_due() -> int:
     return len(services.recommenders_retrain_due())
+
+
+@shared_task(name="personalization.tasks.events_retention_apply")
+def events_retention_apply() -> int:
+    from . import profiles
+
+    return profiles.events_retention_apply()

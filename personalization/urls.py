@@ -12,3 +12,13 @@ urlpatterns = [
     path("audience/", views.profile_list, name="profile_list"),
     path("audience/profiles/<int:pk>/", views.profile_detail, name="profile_detail"),
 ]
+
+urlpatterns += [
+    path("audience/profiles/<int:pk>/export/", views.profile_export, name="profile_export"),
+    path("audience/profiles/<int:pk>/delete/", views.profile_delete, name="profile_delete"),
+    path("audience/profiles/<int:pk>/quiz/", views.profile_quiz, name="profile_quiz"),
+    path("audience/write-keys/", views.write_keys, name="write_keys"),
+    path("audience/write-keys/<int:pk>/revoke/", views.write_key_revoke, name="write_key_revoke"),
+    path("audience/merge-requests/", views.merge_requests, name="merge_requests"),
+    path("audience/merge-requests/<int:pk>/resolve/", views.merge_request_resolve, name="merge_request_resolve"),
+]

@@ -265,6 +265,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "personalization.tasks.training_run_execute": {"queue": "heavy"},
+    "experiments.tasks.experiment_analyze": {"queue": "heavy"},
+    "personalization.tasks.events_import": {"queue": "heavy"},
+    "catalog.tasks.suggestion_model_train": {"queue": "heavy"},
+    "catalog.tasks.import_job_execute": {"queue": "heavy"},
 }
 # The one place where the periodic schedule is declared.
 CELERY_BEAT_SCHEDULE = {
@@ -276,6 +280,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "personalization.tasks.recommenders_retrain_due",
         "schedule": crontab(minute="*/10"),
     },
+    "experiments-analyze-running": {
+        "task": "experiments.tasks.experiments_analyze_running",
+        "schedule": crontab(minute=5),
+    },
+    "events-retention-apply": {
+        "task": "personalization.tasks.events_retention_apply",
+        "schedule": crontab(hour=3, minute=17),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------
@@ -284,6 +296,66 @@ TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 3600)
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
 # The recommender used when a request names none.
 DEFAULT_RECOMMENDER = os.environ.get("DEFAULT_RECOMMENDER", "trending")
+# Experiments: CUPED uses each profile's behaviour in this many days before its first exposure.
+EXPERIMENTS_CUPED_LOOKBACK_DAYS = env_int("EXPERIMENTS_CUPED_LOOKBACK_DAYS", 14)
+# Always-valid confidence sequences are tightest around this many profiles (both arms together).
+EXPERIMENTS_SEQUENTIAL_TUNING_N = env_int("EXPERIMENTS_SEQUENTIAL_TUNING_N", 5000)
+# The report warns of low power when the test cannot detect this relative lift (0.05 = 5%).
+EXPERIMENTS_TARGET_MDE = float(os.environ.get("EXPERIMENTS_TARGET_MDE") or 0.05)
+# Dotted path to f(profile_id, segment_ids) -> bool for segment targeting; empty = none yet.
+EXPERIMENTS_SEGMENT_RESOLVER = os.environ.get("EXPERIMENTS_SEGMENT_RESOLVER", "")
+
+# Behavioural data (docs/tracking.md). Request limits of the tracking API, in bytes.
+TRACKING_MAX_EVENT_BYTES = env_int("TRACKING_MAX_EVENT_BYTES", 32 * 1024)
+TRACKING_MAX_REQUEST_BYTES = env_int("TRACKING_MAX_REQUEST_BYTES", 500 * 1024)
+# Incoming event names -> canonical types (canonical names always pass through).
+EVENT_NAME_MAP: dict[str, str] = {
+    "Video Playback Started": "play",
+    "Video Playback Resumed": "play",
+    "Video Playback Paused": "pause",
+    "Video Playback Interrupted": "pause",
+    "Video Playback Completed": "complete",
+    "Video Playback Exited": "abandon",
+    "Video Content Playing": "play",
+    "Video Content Completed": "complete",
+    "Product Viewed": "view",
+    "Product Clicked": "click",
+    "Product Added": "add_to_cart",
+    "Product Added to Wishlist": "add_to_list",
+    "Product Reviewed": "rate",
+    "Order Completed": "purchase",
+    "Products Searched": "search",
+    "Content Viewed": "view",
+    "Item Rated": "rate",
+    "Item Liked": "like",
+    "Item Disliked": "dislike",
+    "Added to List": "add_to_list",
+}
+# Properties that name the item, tried in order, matched to catalog items by external id.
+TRACKING_ITEM_PROPERTIES = env_list("TRACKING_ITEM_PROPERTIES", ["item_id", "product_id", "content_asset_id"])
+# Unknown item ids: "placeholder" creates an inactive item flagged for editors; "ignore" keeps
+# the event without an item.
+TRACKING_UNKNOWN_ITEMS = os.environ.get("TRACKING_UNKNOWN_ITEMS", "placeholder")
+if TRACKING_UNKNOWN_ITEMS not in {"placeholder", "ignore"}:
+    raise ImproperlyConfigured("TRACKING_UNKNOWN_ITEMS must be 'placeholder' or 'ignore'")
+# Interaction strength per canonical type; defaults to the training weights.
+INTERACTION_WEIGHTS: dict[str, float] = {}
+# "rate": strength = weight x (rating - midpoint); "abandon" counts only before this progress.
+INTERACTION_RATING_MIDPOINT = 3.0
+INTERACTION_EARLY_ABANDON = 0.5
+# Optional time decay of interaction strengths (days; 0 = none).
+INTERACTION_HALF_LIFE_DAYS = float(os.environ.get("INTERACTION_HALF_LIFE_DAYS") or 0)
+# Events older than this many days are deleted every night (0 = keep forever).
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 0)
+# Catalog: facets (by slug) every item should carry a tag from, and the editors' "thin" threshold.
+CATALOG_REQUIRED_FACETS = env_list("CATALOG_REQUIRED_FACETS", ["genre", "mood"])
+CATALOG_MIN_TAGS = env_int("CATALOG_MIN_TAGS", 3)
+# Pending tag suggestions kept per item after each training.
+CATALOG_SUGGESTIONS_PER_ITEM = env_int("CATALOG_SUGGESTIONS_PER_ITEM", 5)
+# Uploaded import files larger than this are refused; files with more rows than the inline
+# threshold are applied on a worker (heavy queue) with a progress bar.
+CATALOG_IMPORT_MAX_BYTES = env_int("CATALOG_IMPORT_MAX_MB", 50) * 1024 * 1024
+CATALOG_IMPORT_INLINE_ROWS = env_int("CATALOG_IMPORT_INLINE_ROWS", 2000)
 
 LOGGING = {
     "version": 1,

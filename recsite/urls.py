@@ -9,6 +9,7 @@ from . import views
 api_v1 = [
     path("", include("catalog.api_urls")),
     path("", include("personalization.api_urls")),
+    path("", include("experiments.api_urls")),
 ]
 
 urlpatterns = [

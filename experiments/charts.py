@@ -1,0 +1,121 @@
+"""Plotly figures of an experiment report: plain data in, figure dicts out (no Django imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from personalization.charts import LAYOUT, figure_dict
+
+# Control first, then treatments; the same colour for a variant on every chart.
+VARIANT_COLOURS = ["#64748b", "#4f46e5", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9"]
+
+
+def colour(index: int) -> str:
+    return VARIANT_COLOURS[index % len(VARIANT_COLOURS)]
+
+
+def metric_over_time(
+    *, times: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], metric_name: str
+) -> dict:
+    """The cumulative value of the metric for each variant at each analysis time."""
+    fig = go.Figure()
+    for index, (name, values) in enumerate(series):
+        fig.add_scatter(
+            x=list(times), y=list(values), name=name, mode="lines+markers", line_color=colour(index)
+        )
+    fig.update_layout(**LAYOUT, height=320, yaxis_title=metric_name)
+    return figure_dict(fig)
+
+
+def lift_over_time(
+    *,
+    times: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None], Sequence[float | None], Sequence[float | None]]],
+) -> dict:
+    """Relative lift of each treatment with its confidence band, at each analysis time.
+
+    ``series`` holds (name, lift, low, high) with values as fractions (0.05 = +5%).
+    """
+    fig = go.Figure()
+    for index, (name, lift, low, high) in enumerate(series, start=1):
+        band = colour(index)
+        fig.add_scatter(
+            x=list(times) + list(times)[::-1],
+            y=[_pct(v) for v in high] + [_pct(v) for v in low][::-1],
+            fill="toself",
+            mode="lines",
+            fillcolor=_alpha(band, 0.15),
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+            name=f"{name} interval",
+        )
+        fig.add_scatter(
+            x=list(times), y=[_pct(v) for v in lift], name=name, mode="lines+markers", line_color=band
+        )
+    fig.add_hline(y=0, line_dash="dot", line_color="#9aa5b1")
+    fig.update_layout(**LAYOUT, height=320, yaxis_title="relative lift (%)")
+    return figure_dict(fig)
+
+
+def forest(*, rows: Sequence[tuple[str, float, float | None, float | None, str]]) -> dict:
+    """One line per (metric, treatment): lift and interval. ``rows``: (label, lift, low, high, tone)."""
+    tones = {"good": "#0f9d58", "bad": "#c0392b", "neutral": "#4f46e5"}
+    labels = [r[0] for r in rows]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[_pct(r[1]) for r in rows],
+        y=labels,
+        mode="markers",
+        marker={"size": 10, "color": [tones.get(r[4], tones["neutral"]) for r in rows]},
+        error_x={
+            "type": "data",
+            "symmetric": False,
+            "array": [_pct(r[3] - r[1]) if r[3] is not None else 0 for r in rows],
+            "arrayminus": [_pct(r[1] - r[2]) if r[2] is not None else 0 for r in rows],
+        },
+        name="lift",
+        showlegend=False,
+    )
+    fig.add_vline(x=0, line_dash="dot", line_color="#9aa5b1")
+    layout = {**LAYOUT, "hovermode": "closest"}
+    fig.update_layout(
+        **layout,
+        height=max(180, 60 + 40 * len(rows)),
+        xaxis_title="relative lift (%)",
+        yaxis={"autorange": "reversed"},
+    )
+    return figure_dict(fig)
+
+
+def distribution(*, series: Sequence[tuple[str, Sequence[tuple[float, int]]]], metric_name: str) -> dict:
+    """Share of each variant's profiles at each per-profile value (bars side by side)."""
+    fig = go.Figure()
+    for index, (name, pairs) in enumerate(series):
+        total = sum(c for _, c in pairs) or 1
+        ordered = sorted(pairs)
+        fig.add_bar(
+            x=[v for v, _ in ordered],
+            y=[100 * c / total for _, c in ordered],
+            name=name,
+            marker_color=colour(index),
+        )
+    fig.update_layout(
+        **LAYOUT,
+        height=300,
+        barmode="group",
+        xaxis_title=f"{metric_name} per profile",
+        yaxis_title="% of profiles",
+    )
+    return figure_dict(fig)
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 4)
+
+
+def _alpha(hex_colour: str, opacity: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{opacity})"
