@@ -26,6 +26,7 @@ run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py setup_accounts
+	$(BIN)/python manage.py train --all --untrained
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	PORT=$(PORT) $(BIN)/python manage.py runstack
 

@@ -36,7 +36,9 @@ def make_csv(n: int, seed: int = 7) -> bytes:
     words = [f"word{w}" for w in range(5000)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["external_id", "title", "description", "kind", "tags", "release_date", "image_url", "active"])
+    writer.writerow(
+        ["external_id", "title", "description", "kind", "tags", "release_date", "image_url", "active"]
+    )
     for i in range(n):
         tags = rng.choice(len(paths), size=int(rng.integers(1, 6)), replace=False)
         writer.writerow([
@@ -48,7 +50,9 @@ def make_csv(n: int, seed: int = 7) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args()
@@ -84,18 +88,32 @@ def main() -> None:
     timings["check (preview)"] = time.perf_counter() - start
     assert plan.ok, plan.errors[:3]
     start = time.perf_counter()
-    counts = imports.import_apply(plan=plan)
+    phases: list[tuple[float, str]] = []
+    counts = imports.import_apply(
+        plan=plan, progress=lambda _p, m: phases.append((time.perf_counter() - start, m))
+    )
     timings["apply"] = time.perf_counter() - start
     start = time.perf_counter()
     again = imports.import_apply(plan=imports.import_plan(data=data, filename="bench.csv"))
     timings["re-import unchanged (check + apply)"] = time.perf_counter() - start
 
-    print(f"catalog import benchmark · {connection.vendor} · {args.items:,} items · {len(data) / 1e6:.1f} MB CSV")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"created {counts['created']:,} items, {counts['tags_created']:,} tags, {counts['item_tags_added']:,} item tags")
+    print(
+        f"catalog import benchmark · {connection.vendor} · {args.items:,} items · "
+        f"{len(data) / 1e6:.1f} MB CSV"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        f"created {counts['created']:,} items, {counts['tags_created']:,} tags, "
+        f"{counts['item_tags_added']:,} item tags"
+    )
     print(f"re-import: {again['unchanged']:,} unchanged")
     for name, seconds in timings.items():
         print(f"  {name:<38} {seconds:7.1f} s")
+    for seconds, message in phases:
+        print(f"    at {seconds:6.1f} s: {message}")
     total = timings["check (preview)"] + timings["apply"]
     print(f"  {'first import total':<38} {total:7.1f} s  (target < 60 s: {'OK' if total < 60 else 'MISSED'})")
     print(f"reproduce: .venv/bin/python bench/catalog_import.py --db {args.db} --items {args.items}")

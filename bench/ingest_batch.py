@@ -76,7 +76,10 @@ def bodies_make(*, events: int, batch: int, users: int, items: int, seed: int = 
                 "type": "track",
                 "event": rng.choices(names, weights)[0],
                 "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
-                "properties": {"content_asset_id": f"m{rng.randrange(items)}", "position": rng.randrange(5400)},
+                "properties": {
+                    "content_asset_id": f"m{rng.randrange(items)}",
+                    "position": rng.randrange(5400),
+                },
                 "context": {"library": {"name": "analytics-python", "version": "2.3.0"}},
                 "timestamp": (start + timedelta(seconds=n)).isoformat(),
             }
@@ -92,7 +95,7 @@ def bodies_make(*, events: int, batch: int, users: int, items: int, seed: int = 
 def server_start(env: dict, port: int, workers: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [str(Path(PYTHON).parent / "gunicorn"), "recsite.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", "--timeout", "120"],
+         "--log-level", "warning", "--timeout", "120", "--preload"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     for _ in range(100):
@@ -171,7 +174,9 @@ def copy_speed(url: str) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--users", type=int, default=20_000)
@@ -206,7 +211,10 @@ def main() -> None:
     if url:
         rows, copy_elapsed = copy_speed(url)
         copy_rate = rows / copy_elapsed
-        print(f"raw COPY of the same {rows:,} rows: {copy_rate:,.0f} rows/s; API / COPY = {rate / copy_rate:.2f}")
+        print(
+            f"raw COPY of the same {rows:,} rows: {copy_rate:,.0f} rows/s; "
+            f"API / COPY = {rate / copy_rate:.2f}"
+        )
     print("reproduce: " + ("DATABASE_URL=... " if url else "") + "python " + " ".join(sys.argv))
 
 

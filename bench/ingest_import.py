@@ -1,7 +1,7 @@
 """Bulk import speed: `manage.py import_events` on a generated CSV, fresh database.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_import .venv/bin/python bench/ingest_import.py
-    .venv/bin/python bench/ingest_import.py --events 200000      # SQLite
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_import .venv/bin/python bench/ingest_import.py
+.venv/bin/python bench/ingest_import.py --events 200000      # SQLite
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_batch import ROOT, catalog_load, database_reset, manage  # noqa: E402
+from ingest_batch import ROOT, catalog_load, database_reset, manage
 
 NAMES = ["play", "complete", "view", "Video Playback Started", "Product Viewed", "rate", "add_to_list"]
 
@@ -34,7 +34,9 @@ def csv_write(path: Path, *, events: int, users: int, items: int, seed: int = 3)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=2_000)

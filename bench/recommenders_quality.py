@@ -142,7 +142,9 @@ def models(data: movielens.MovieLens, train: sp.csr_matrix):
         ("content (BM25)", content),
         (
             "content (TF-IDF)",
-            lambda: recommenders.content_fit(item_tags=data.genres, item_texts=data.texts, user_items=train),
+            lambda: recommenders.content_fit(
+                item_tags=data.genres, item_texts=data.texts, user_items=train, weighting="tfidf"
+            ),
         ),
         (
             "hybrid 0.9 EASE + 0.1 content",

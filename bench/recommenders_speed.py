@@ -156,7 +156,7 @@ def main() -> int:
     movielens.load()  # exits with a clear message when the data is absent
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"{os.cpu_count()} CPUs, load average {load} at start; each run limited to 2 threads, own process.\n")
+    print(f"{os.cpu_count()} CPUs, load average {load} at start; 2 threads per run, one process each.\n")
     print(
         "| dataset | algorithm | load | split | fit | evaluate | top-100 all users | total s | limit "
         "| nDCG@10 | to_bytes s | model MiB | peak RSS MiB |"
@@ -185,7 +185,7 @@ def main() -> int:
             if t["total"] > limit:
                 failures.append(f"{dataset} {name}: {t['total']:.1f} s > {limit:.0f} s")
     print("\nload = read the CSVs (ml-latest-small) or generate the data (synthetic). total excludes")
-    print("to_bytes (np.savez_compressed of the model, for the database), reported on its own.")
+    print("to_bytes (the npz archive stored in the database), reported on its own.")
     print("Reproduce: .venv/bin/python bench/recommenders_speed.py")
     for failure in failures:
         print(f"FAIL: {failure}")

@@ -86,7 +86,9 @@ def _items():
 class ItemFilter(serializers.Serializer):
     q = serializers.CharField(required=False, help_text="Text in the title or description.")
     kind = serializers.SlugField(required=False)
-    tag = serializers.CharField(required=False, help_text="Tag path (genre/anime or Genre > Anime); includes tags below.")
+    tag = serializers.CharField(
+        required=False, help_text="Tag path (genre/anime or Genre > Anime); includes tags below."
+    )
     facet = serializers.SlugField(required=False, help_text="Facet slug: items with any tag in it.")
     active = serializers.BooleanField(required=False, allow_null=True, default=None)
 
@@ -107,7 +109,9 @@ class ItemFilter(serializers.Serializer):
     get=extend_schema(
         summary="List items",
         parameters=[ItemFilter],
-        description="Paginated (``?page=``), filterable by text, kind, tag path (with its subtree), facet, active.",
+        description=(
+            "Paginated (``?page=``), filterable by text, kind, tag path (with its subtree), facet, active."
+        ),
         examples=[
             OpenApiExample(
                 "A page of items",
@@ -122,15 +126,24 @@ class ItemFilter(serializers.Serializer):
         examples=[
             OpenApiExample(
                 "New item",
-                value={"external_id": "m00012", "title": "Steel Titans", "description": "Giant robots.", "kind": "movie"},
+                value={
+                    "external_id": "m00012",
+                    "title": "Steel Titans",
+                    "description": "Giant robots.",
+                    "kind": "movie",
+                },
                 request_only=True,
             ),
             OpenApiExample(
                 "Duplicate id",
-                value={"error": "external_id: item with this external id already exists.", "field": "external_id",
-                       "details": {}},
-                response_only=True, status_codes=["400"],
-            ),  # fmt: skip
+                value={
+                    "error": "external_id: item with this external id already exists.",
+                    "field": "external_id",
+                    "details": {},
+                },
+                response_only=True,
+                status_codes=["400"],
+            ),
         ],
     ),
 )
@@ -153,16 +166,22 @@ class ItemList(generics.ListCreateAPIView):
             items = items.filter(active=f["active"])
         for tag in (f.get("tag"), f.get("facet")):
             if tag is not None:
-                items = items.filter(pk__in=ItemTag.objects.filter(tag__path__startswith=tag.path).values("item_id"))
+                items = items.filter(
+                    pk__in=ItemTag.objects.filter(tag__path__startswith=tag.path).values("item_id")
+                )
         return items
 
 
 @extend_schema_view(
-    get=extend_schema(summary="One item by external id", examples=[OpenApiExample("Item", value=ITEM_EXAMPLE)]),
+    get=extend_schema(
+        summary="One item by external id", examples=[OpenApiExample("Item", value=ITEM_EXAMPLE)]
+    ),
     put=extend_schema(summary="Replace an item's fields"),
     patch=extend_schema(
         summary="Update some of an item's fields",
-        examples=[OpenApiExample("Retitle", value={"title": "Steel Titans (director's cut)"}, request_only=True)],
+        examples=[
+            OpenApiExample("Retitle", value={"title": "Steel Titans (director's cut)"}, request_only=True)
+        ],
     ),
 )
 class ItemDetail(generics.RetrieveUpdateAPIView):
@@ -218,11 +237,27 @@ class Taxonomy(APIView):
             OpenApiExample(
                 "Tree",
                 value=[
-                    {"id": 1, "name": "Genre", "path": "genre", "description": "", "retired": False, "items": 0,
-                     "children": [{"id": 2, "name": "Anime", "path": "genre/anime", "description": "",
-                                   "retired": False, "items": 4, "children": []}]},
+                    {
+                        "id": 1,
+                        "name": "Genre",
+                        "path": "genre",
+                        "description": "",
+                        "retired": False,
+                        "items": 0,
+                        "children": [
+                            {
+                                "id": 2,
+                                "name": "Anime",
+                                "path": "genre/anime",
+                                "description": "",
+                                "retired": False,
+                                "items": 4,
+                                "children": [],
+                            }
+                        ],
+                    },
                 ],
-            )  # fmt: skip
+            )
         ],
     )
     def get(self, request):
@@ -230,7 +265,9 @@ class Taxonomy(APIView):
 
 
 class ItemTagInput(serializers.Serializer):
-    tag = serializers.CharField(max_length=700, help_text="Tag path: genre/anime/mecha or Genre > Anime > Mecha.")
+    tag = serializers.CharField(
+        max_length=700, help_text="Tag path: genre/anime/mecha or Genre > Anime > Mecha."
+    )
 
     def validate_tag(self, value):
         tag = services.tag_resolve(path=value)
@@ -246,9 +283,14 @@ class ItemTags(APIView):
         request=ItemTagInput,
         responses={201: ItemSerializer, 200: ItemSerializer},
         summary="Tag an item",
-        description="Idempotent: 201 when the tag was added, 200 when the item already had it. Recorded in the "
-        "item's history with source \"api\".",
-        examples=[OpenApiExample("Add", value={"tag": "genre/anime/mecha"}, request_only=True), ERROR_EXAMPLE],
+        description=(
+            "Idempotent: 201 when the tag was added, 200 when the item already had it. "
+            'Recorded in the item\'s history with source "api".'
+        ),
+        examples=[
+            OpenApiExample("Add", value={"tag": "genre/anime/mecha"}, request_only=True),
+            ERROR_EXAMPLE,
+        ],
     )
     def post(self, request, external_id: str):
         item = generics.get_object_or_404(Item, external_id=external_id)
@@ -271,7 +313,9 @@ class ItemTagDelete(APIView):
         request=None,
         responses={200: ItemSerializer},
         summary="Untag an item",
-        parameters=[OpenApiParameter("tag_path", OpenApiTypes.STR, OpenApiParameter.PATH, description="genre/anime")],
+        parameters=[
+            OpenApiParameter("tag_path", OpenApiTypes.STR, OpenApiParameter.PATH, description="genre/anime")
+        ],
         description="404 when the item does not carry the tag.",
     )
     def delete(self, request, external_id: str, tag_path: str):
@@ -280,7 +324,9 @@ class ItemTagDelete(APIView):
         if tag is None:
             return error_response(f"Unknown tag path {tag_path!r}.", field="tag", status_code=404)
         if not services.item_tag_remove(item=item, tag=tag, user=request.user, source=ItemTag.Source.API):
-            return error_response(f"{item.external_id} is not tagged {tag.slug_path}.", field="tag", status_code=404)
+            return error_response(
+                f"{item.external_id} is not tagged {tag.slug_path}.", field="tag", status_code=404
+            )
         return Response(ItemSerializer(_items().get(pk=item.pk)).data)
 
 
@@ -309,11 +355,14 @@ class SuggestionFilter(serializers.Serializer):
     get=extend_schema(
         summary="List tag suggestions",
         parameters=[SuggestionFilter],
-        description="Pending suggestions by default, best first. Rejected ones are kept so they are never proposed "
-        "again for the same item.",
+        description=(
+            "Pending suggestions by default, best first. "
+            "Rejected ones are kept so they are never proposed again for the same item."
+        ),
         examples=[
             OpenApiExample(
-                "Pending", value={"count": 1, "next": None, "previous": None, "results": [SUGGESTION_EXAMPLE]},
+                "Pending",
+                value={"count": 1, "next": None, "previous": None, "results": [SUGGESTION_EXAMPLE]},
                 response_only=True,
             )
         ],
@@ -326,7 +375,9 @@ class SuggestionList(generics.ListAPIView):
     def get_queryset(self):
         query = SuggestionFilter(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        suggestions = TagSuggestion.objects.select_related("item", "tag").filter(status=query.validated_data["status"])
+        suggestions = TagSuggestion.objects.select_related("item", "tag").filter(
+            status=query.validated_data["status"]
+        )
         if item := query.validated_data.get("item"):
             suggestions = suggestions.filter(item__external_id=item)
         return suggestions.order_by("-confidence", "pk")
@@ -356,8 +407,10 @@ class SuggestionAccept(SuggestionDecide):
         request=None,
         responses={200: SuggestionSerializer},
         summary="Accept a suggestion",
-        description="Tags the item (source \"suggestion\", with the confidence). 409 when already decided.",
-        examples=[OpenApiExample("Accepted", value={**SUGGESTION_EXAMPLE, "status": "accepted"}, response_only=True)],
+        description='Tags the item (source "suggestion", with the confidence). 409 when already decided.',
+        examples=[
+            OpenApiExample("Accepted", value={**SUGGESTION_EXAMPLE, "status": "accepted"}, response_only=True)
+        ],
     )
     def post(self, request, pk: int):
         return super().post(request, pk)
@@ -371,7 +424,9 @@ class SuggestionReject(SuggestionDecide):
         responses={200: SuggestionSerializer},
         summary="Reject a suggestion",
         description="Never proposed again for this item; used as a negative at the next training.",
-        examples=[OpenApiExample("Rejected", value={**SUGGESTION_EXAMPLE, "status": "rejected"}, response_only=True)],
+        examples=[
+            OpenApiExample("Rejected", value={**SUGGESTION_EXAMPLE, "status": "rejected"}, response_only=True)
+        ],
     )
     def post(self, request, pk: int):
         return super().post(request, pk)

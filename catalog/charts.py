@@ -42,13 +42,17 @@ def missing_share(rows: Sequence[tuple[str, float]]) -> dict:
             textposition="auto",
         )
     )
-    fig.update_layout(**LAYOUT, xaxis={"tickformat": ".0%", "range": [0, 1]}, height=80 + 40 * max(1, len(rows)))
+    fig.update_layout(
+        **LAYOUT, xaxis={"tickformat": ".0%", "range": [0, 1]}, height=80 + 40 * max(1, len(rows))
+    )
     return _figure_dict(fig)
 
 
 def rare_tags(rows: Sequence[tuple[str, int]]) -> dict:
     """Horizontal bars: the tags with the fewest items (candidates to merge or retire)."""
-    fig = go.Figure(go.Bar(y=[r[0] for r in rows], x=[r[1] for r in rows], orientation="h", marker_color=BRAND))
+    fig = go.Figure(
+        go.Bar(y=[r[0] for r in rows], x=[r[1] for r in rows], orientation="h", marker_color=BRAND)
+    )
     fig.update_layout(
         **LAYOUT, xaxis_title="items", yaxis={"autorange": "reversed"}, height=100 + 22 * max(1, len(rows))
     )

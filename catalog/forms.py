@@ -8,7 +8,9 @@ class TagField(forms.ModelChoiceField):
     """Tags labelled with their full path ("Genre > Anime"), computed in one query."""
 
     def __init__(self, *args, facets: bool = True, **kwargs):
-        queryset = Tag.objects.order_by("path") if facets else Tag.objects.filter(depth__gt=1).order_by("path")
+        queryset = (
+            Tag.objects.order_by("path") if facets else Tag.objects.filter(depth__gt=1).order_by("path")
+        )
         super().__init__(queryset, *args, **kwargs)
         self._labels: dict[int, str] | None = None
 
@@ -36,7 +38,9 @@ class TagMoveForm(forms.Form):
 
 
 class TagMergeForm(forms.Form):
-    target = TagField(label="Merge into", help_text="Its items keep their tags; this tag's name becomes an alias.")
+    target = TagField(
+        label="Merge into", help_text="Its items keep their tags; this tag's name becomes an alias."
+    )
 
 
 class TagDeleteForm(forms.Form):
@@ -50,7 +54,9 @@ class TagRetireForm(forms.Form):
 
 
 class BulkTagForm(forms.Form):
-    items = forms.TypedMultipleChoiceField(coerce=int, choices=(), error_messages={"required": "Select items first."})
+    items = forms.TypedMultipleChoiceField(
+        coerce=int, choices=(), error_messages={"required": "Select items first."}
+    )
     tag = forms.CharField(max_length=700, help_text="A path such as Genre > Comedy")
     action = forms.ChoiceField(choices=[("add", "Add tag"), ("remove", "Remove tag")])
 
@@ -67,5 +73,9 @@ class BulkTagForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="CSV or JSON, UTF-8 or Latin-1. Items (external_id,title,…) or a taxonomy (path).")
-    strict = forms.BooleanField(required=False, label="Strict: report unknown tag paths instead of creating them")
+    file = forms.FileField(
+        help_text="CSV or JSON, UTF-8 or Latin-1. Items (external_id,title,…) or a taxonomy (path)."
+    )
+    strict = forms.BooleanField(
+        required=False, label="Strict: report unknown tag paths instead of creating them"
+    )

@@ -8,6 +8,7 @@ numbers), and :func:`import_apply` writes a clean plan in one transaction, all o
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -96,7 +97,9 @@ class Plan:
             "unchanged": self.unchanged,
             "new_tags": self.new_tags[:200],
             "new_tag_count": len(self.new_tags),
-            "errors": [{"line": e.line, "field": e.field, "message": e.message} for e in self.errors[:MAX_ERRORS]],
+            "errors": [
+                {"line": e.line, "field": e.field, "message": e.message} for e in self.errors[:MAX_ERRORS]
+            ],
             "error_count": len(self.errors),
             "encoding": self.encoding,
         }
@@ -114,7 +117,9 @@ def decode(data: bytes) -> tuple[str, str]:
         limit = settings.CATALOG_IMPORT_MAX_BYTES // (1024 * 1024)
         raise ImportFileError(f"The file is larger than the {limit} MB limit; split it.", field="file")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
-        raise ImportFileError("The file looks like UTF-16 or binary; save it as UTF-8 or Latin-1 text.", field="file")
+        raise ImportFileError(
+            "The file looks like UTF-16 or binary; save it as UTF-8 or Latin-1 text.", field="file"
+        )
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -145,7 +150,11 @@ def detect_kind(text: str, fmt: str) -> str:
     if fmt == "csv":
         header = next(csv.reader(io.StringIO(text)), [])
         names = {h.strip().lower() for h in header}
-        return ImportJob.Kind.TAXONOMY if "path" in names and "external_id" not in names else ImportJob.Kind.ITEMS
+        return (
+            ImportJob.Kind.TAXONOMY
+            if "path" in names and "external_id" not in names
+            else ImportJob.Kind.ITEMS
+        )
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -270,16 +279,28 @@ def _item_row(line: int, raw: dict, plan: Plan) -> ItemRow | None:
             label = _text(label)
             if not label:
                 continue
-            parts = path_parts(label)
-            if any(not slugify(p, allow_unicode=True) for p in parts):
-                plan.error(line, "tags", f"{label!r} has an empty level.")
-            elif any(len(p) > 100 for p in parts):
-                plan.error(line, "tags", f"{label!r} has a level longer than 100 characters.")
+            normalised, problem = _label_check(label)
+            if problem:
+                plan.error(line, "tags", f"{label!r} {problem}")
             else:
-                tags.append(" > ".join(parts))
+                tags.append(normalised)
     if len(plan.errors) > errors_before:
         return None
-    return ItemRow(line, external_id, title, _text(raw.get("description")), kind, tags, release, image_url, active)
+    return ItemRow(
+        line, external_id, title, _text(raw.get("description")), kind, tags, release, image_url, active
+    )
+
+
+@functools.lru_cache(maxsize=100_000)
+def _label_check(label: str) -> tuple[str, str | None]:
+    """A human tag path normalised ("Genre > Anime"), or the problem with it. Cached: a 100,000-row
+    file repeats the same few hundred paths."""
+    parts = path_parts(label)
+    if any(not slugify(p, allow_unicode=True) for p in parts):
+        return label, "has an empty level."
+    if any(len(p) > 100 for p in parts):
+        return label, "has a level longer than 100 characters."
+    return " > ".join(parts), None
 
 
 class _TagIndex:
@@ -294,9 +315,18 @@ class _TagIndex:
     def find(self, label: str) -> int | None:
         pk = self.by_label.get(label.lower())
         if pk is None:
-            slug = path_slug(label)
+            slug = _slug(label)
             pk = self.by_slug.get(slug) or self.by_alias.get(slug)
         return pk
+
+    def add(self, label: str, tag: Tag) -> None:
+        self.by_label[label.lower()] = tag.pk
+        self.by_slug[tag.slug_path] = tag.pk
+
+
+@functools.lru_cache(maxsize=100_000)
+def _slug(label: str) -> str:
+    return path_slug(label)
 
 
 def import_plan(*, data: bytes, filename: str = "", strict: bool = False, kind: str | None = None) -> Plan:
@@ -322,12 +352,16 @@ def import_plan(*, data: bytes, filename: str = "", strict: bool = False, kind: 
             plan.error(line, "tags", f"unknown tag path(s): {', '.join(unknown)} (strict mode).")
             continue
         for label in unknown:
-            new_tags.setdefault(path_slug(label), label)
+            new_tags.setdefault(_slug(label), label)
         plan.rows.append(row)
     existing = set()
     ids = list(seen)
     for start in range(0, len(ids), 5000):
-        existing.update(Item.objects.filter(external_id__in=ids[start : start + 5000]).values_list("external_id", flat=True))
+        existing.update(
+            Item.objects.filter(external_id__in=ids[start : start + 5000]).values_list(
+                "external_id", flat=True
+            )
+        )
     plan.to_update = sum(1 for r in plan.rows if r.external_id in existing)
     plan.to_create = len(plan.rows) - plan.to_update
     plan.new_tags = sorted(new_tags.values())
@@ -365,31 +399,48 @@ def _taxonomy_plan(text: str, fmt: str, plan: Plan) -> Plan:
 
 
 def _ensure_tags(labels: list[str], index: _TagIndex) -> dict[str, int]:
-    """Tag ids for human paths, creating missing levels (parents first)."""
-    ids: dict[str, int] = {}
-    # Parents first, siblings in name order: treebeard keeps children sorted by name, and
-    # appending in that order avoids re-numbering the siblings on every insert.
-    for label in sorted(set(labels), key=lambda lb: (lb.count(">"), lb)):
-        if (pk := index.find(label)) is not None:
-            ids[label] = pk
-            continue
-        parent_pk = None
+    """Tag ids for human paths, creating missing levels, parents first."""
+    wanted: set[str] = set()
+    for label in set(labels):
         parts = path_parts(label)
-        for depth in range(1, len(parts) + 1):
-            prefix = " > ".join(parts[:depth])
-            pk = index.find(prefix)
-            if pk is None:
-                fields = {"name": parts[depth - 1], "slug": slugify(parts[depth - 1], allow_unicode=True)}
-                if parent_pk is None:
-                    node = Tag.objects.add_root(fields)
-                else:
-                    node = Tag.objects.add_child(Tag.objects.get(pk=parent_pk), fields)
-                pk = node.pk
-                index.by_label[prefix.lower()] = pk
-                index.by_slug[node.slug_path] = pk
-            parent_pk = pk
-        ids[label] = parent_pk
-    return ids
+        wanted.update(" > ".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    missing: dict[int, dict[str | None, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for label in wanted:
+        if index.find(label) is None:
+            parts = path_parts(label)
+            missing[len(parts)][" > ".join(parts[:-1]) or None].append(label)
+    for depth in sorted(missing):
+        for parent_label, children in missing[depth].items():
+            parent = Tag.objects.get(pk=index.find(parent_label)) if parent_label else None
+            has_siblings = parent.numchild if parent else Tag.objects.filter(depth=1).exists()
+            children.sort(key=lambda lb: path_parts(lb)[-1])  # treebeard keeps siblings in name order
+            if has_siblings:
+                # Sorted insertion next to existing siblings (treebeard renumbers as needed).
+                for label in children:
+                    name = path_parts(label)[-1]
+                    fields = {"name": name, "slug": slugify(name, allow_unicode=True)}
+                    node = Tag.objects.add_child(parent, fields) if parent else Tag.objects.add_root(fields)
+                    index.add(label, node)
+                    parent = Tag.objects.get(pk=parent.pk) if parent else None
+            else:
+                # A parent without children: number them ourselves, in one insert.
+                base = parent.path if parent else ""
+                nodes = []
+                for n, label in enumerate(children, start=1):
+                    name = path_parts(label)[-1]
+                    slug = slugify(name, allow_unicode=True)
+                    nodes.append(
+                        Tag(path=Tag._get_path(base, depth, n), depth=depth, numchild=0, name=name, slug=slug,
+                            slug_path=f"{parent.slug_path}/{slug}" if parent else slug)
+                    )  # fmt: skip
+                Tag.objects.bulk_create(nodes)
+                if parent:
+                    Tag.objects.filter(pk=parent.pk).update(numchild=len(nodes))
+                created = dict(Tag.objects.filter(path__in=[n.path for n in nodes]).values_list("path", "pk"))
+                for label, node in zip(children, nodes, strict=True):
+                    node.pk = created[node.path]
+                    index.add(label, node)
+    return {label: index.find(label) for label in set(labels)}
 
 
 def import_apply(
@@ -412,8 +463,10 @@ def _taxonomy_apply(plan: Plan) -> dict[str, int]:
     described = 0
     for _, label, description in plan.rows:
         if description:
-            described += Tag.objects.filter(pk=ids[label]).exclude(description=description).update(
-                description=description
+            described += (
+                Tag.objects.filter(pk=ids[label])
+                .exclude(description=description)
+                .update(description=description)
             )
     return {"tags_created": Tag.objects.count() - before, "descriptions_updated": described}
 
@@ -426,9 +479,12 @@ def _insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_conf
     field_objs = [opts.get_field(f) for f in fields]
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
     columns = ", ".join(connection.ops.quote_name(f.column) for f in field_objs)
-    suffix = connection.ops.on_conflict_suffix_sql(field_objs, on_conflict, None, None) if ignore_conflicts else ""
+    suffix = (
+        connection.ops.on_conflict_suffix_sql(field_objs, on_conflict, None, None) if ignore_conflicts else ""
+    )
+    table = connection.ops.quote_name(opts.db_table)
     sql = (
-        f"{connection.ops.insert_statement(on_conflict=on_conflict)} {connection.ops.quote_name(opts.db_table)} "
+        f"{connection.ops.insert_statement(on_conflict=on_conflict)} {table} "
         f"({columns}) VALUES ({', '.join(['%s'] * len(fields))}) {suffix}"
     )
     preps = _preparers(field_objs)
@@ -449,7 +505,9 @@ def _update_rows(model, fields: list[str], rows: Iterable[tuple]) -> None:
     preps = _preparers(field_objs)
     with connection.cursor() as cursor:
         for chunk in _chunked(rows, BATCH * 5):
-            cursor.executemany(sql, [(*(p(v) for p, v in zip(preps, row[:-1], strict=True)), row[-1]) for row in chunk])
+            cursor.executemany(
+                sql, [(*(p(v) for p, v in zip(preps, row[:-1], strict=True)), row[-1]) for row in chunk]
+            )
 
 
 def _same(value):
@@ -463,9 +521,10 @@ def _preparers(field_objs) -> list[Callable]:
     for f in field_objs:
         kind = f.get_internal_type()
         if kind == "DateTimeField":
-            preps.append(conn.ops.adapt_datetimefield_value)
+            # Many rows share one timestamp (the import's "now"): adapt each value once.
+            preps.append(functools.lru_cache(maxsize=4096)(conn.ops.adapt_datetimefield_value))
         elif kind == "DateField":
-            preps.append(conn.ops.adapt_datefield_value)
+            preps.append(functools.lru_cache(maxsize=4096)(conn.ops.adapt_datefield_value))
         elif kind == "JSONField":
             preps.append(lambda v, f=f: f.get_db_prep_save(v, conn))
         else:
@@ -487,7 +546,11 @@ def _chunked(rows: Iterable, size: int) -> Iterator[list]:
 def _pks(external_ids: list[str]) -> dict[str, int]:
     pks: dict[str, int] = {}
     for start in range(0, len(external_ids), 5000):
-        pks.update(Item.objects.filter(external_id__in=external_ids[start : start + 5000]).values_list("external_id", "pk"))
+        pks.update(
+            Item.objects.filter(external_id__in=external_ids[start : start + 5000]).values_list(
+                "external_id", "pk"
+            )
+        )
     return pks
 
 
@@ -540,7 +603,11 @@ def _items_apply(plan: Plan, user: AbstractBaseUser | None, say: Progress) -> di
 
 
 def _item_tags_sync(
-    rows: list[ItemRow], pks: dict[str, int], tag_ids: dict[str, int], user: AbstractBaseUser | None, say: Progress
+    rows: list[ItemRow],
+    pks: dict[str, int],
+    tag_ids: dict[str, int],
+    user: AbstractBaseUser | None,
+    say: Progress,
 ) -> tuple[int, int]:
     """Rows with a tags column get exactly the listed tags (history records each change)."""
     wanted: dict[int, set[int]] = {}
@@ -696,7 +763,11 @@ def catalog_export(*, out: io.TextIOBase, fmt: str = "csv", kind: str = ImportJo
     writer.writeheader()
     for record in records:
         if "tags" in record:
-            record = {**record, "tags": "|".join(record["tags"]), "active": "true" if record["active"] else "false"}
+            record = {
+                **record,
+                "tags": "|".join(record["tags"]),
+                "active": "true" if record["active"] else "false",
+            }
         writer.writerow(record)
         count += 1
     return count
@@ -736,11 +807,16 @@ def movielens_themes(rows: list[tuple[str, str]], *, min_movies: int = 3) -> dic
 
 
 def movielens_import(
-    *, directory: Path, min_tag_movies: int = 3, ratings: bool = True, say: Callable[[str], None] | None = None
+    *,
+    directory: Path,
+    min_tag_movies: int = 3,
+    ratings: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """movies.csv -> items (year from the title), genres -> Genre facet, tags.csv -> Theme
     facet, ratings.csv -> rate events (value = rating, original timestamp). Idempotent."""
-    from personalization.models import Event, Profile, Source as EventSource
+    from personalization.models import Event, Profile
+    from personalization.models import Source as EventSource
 
     say = say or (lambda _m: None)
     directory = Path(directory)
@@ -783,12 +859,18 @@ def movielens_import(
         with transaction.atomic():
             profiles: dict[str, int] = {}
             for chunk in _chunked(wanted, 5000):
-                profiles.update(Profile.objects.filter(external_id__in=chunk).values_list("external_id", "pk"))
+                profiles.update(
+                    Profile.objects.filter(external_id__in=chunk).values_list("external_id", "pk")
+                )
             Profile.objects.bulk_create(
-                [Profile(external_id=e) for e in wanted if e not in profiles], batch_size=BATCH, ignore_conflicts=True
+                [Profile(external_id=e) for e in wanted if e not in profiles],
+                batch_size=BATCH,
+                ignore_conflicts=True,
             )
             for chunk in _chunked([e for e in wanted if e not in profiles], 5000):
-                profiles.update(Profile.objects.filter(external_id__in=chunk).values_list("external_id", "pk"))
+                profiles.update(
+                    Profile.objects.filter(external_id__in=chunk).values_list("external_id", "pk")
+                )
             before = Event.objects.filter(source=source).count()
 
             def events() -> Iterator[tuple]:

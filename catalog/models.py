@@ -110,8 +110,10 @@ class ItemTag(models.Model):
         API = "api", "API"
         DEMO = "demo", "Demo data"
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="item_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="item_tags")
+    # No single-column indexes on item/tag: the unique (item, tag) and the (tag, item) index
+    # serve both directions, and every extra index slows 100,000-row imports.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="item_tags", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="item_tags", db_index=False)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.EDITOR)
     confidence = models.FloatField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -160,15 +162,22 @@ class ItemTagChange(models.Model):
         ADD = "add", "Added"
         REMOVE = "remove", "Removed"
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tag_changes")
+    # Served by the (item, -created_at) index below.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tag_changes", db_index=False)
     # Kept (SET_NULL) with the label when the tag is deleted, so history stays readable.
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     tag_label = models.CharField(max_length=700)
     action = models.CharField(max_length=10, choices=Action.choices)
     source = models.CharField(max_length=20, choices=ItemTag.Source.choices)
     confidence = models.FloatField(null=True, blank=True)
+    # No index: users are rarely deleted, and history is read by item or by day.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -218,7 +227,8 @@ class TagSuggestionModel(models.Model):
                 name="tagsuggestionmodel_one_unfinished",
             ),
             models.CheckConstraint(
-                condition=models.Q(progress__gte=0, progress__lte=100), name="tagsuggestionmodel_progress_0_100"
+                condition=models.Q(progress__gte=0, progress__lte=100),
+                name="tagsuggestionmodel_progress_0_100",
             ),
         ]
 
@@ -242,7 +252,9 @@ class TagSuggestion(models.Model):
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions")
     confidence = models.FloatField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    model = models.ForeignKey(TagSuggestionModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.ForeignKey(
+        TagSuggestionModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

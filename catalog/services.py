@@ -119,7 +119,7 @@ def tag_choices(*, include_facets: bool = False, include_retired: bool = False) 
 
 
 def path_slug(label: str) -> str:
-    """"Genre > Anime > Mecha" or "genre/anime/mecha" -> "genre/anime/mecha"."""
+    """ "Genre > Anime > Mecha" or "genre/anime/mecha" -> "genre/anime/mecha"."""
     parts = label.split(">") if ">" in label else label.split("/")
     return "/".join(slugify(p.strip(), allow_unicode=True) for p in parts)
 
@@ -153,7 +153,9 @@ def _clean_name(name: str) -> str:
     if not name:
         raise CatalogError("Give the tag a name.", field="name")
     if any(c in name for c in FORBIDDEN_IN_NAMES):
-        raise CatalogError("Tag names cannot contain “>” or “|” (they separate paths in imports).", field="name")
+        raise CatalogError(
+            "Tag names cannot contain “>” or “|” (they separate paths in imports).", field="name"
+        )
     if not slugify(name, allow_unicode=True):
         raise CatalogError("The name needs at least one letter or digit.", field="name")
     if len(name) > 100:
@@ -296,7 +298,9 @@ def tag_merge(*, source: Tag, target: Tag, user: AbstractBaseUser | None = None)
     if source.pk == target.pk:
         raise CatalogError("Choose a different tag to merge into.", field="target")
     if target.path.startswith(source.path):
-        raise CatalogError(f"{target.name} is below {source.name}; merge the other way round.", field="target")
+        raise CatalogError(
+            f"{target.name} is below {source.name}; merge the other way round.", field="target"
+        )
     if source.is_facet:
         raise CatalogError("Facets cannot be merged; move or delete their tags instead.", field="target")
     clashes = sorted(
@@ -315,7 +319,12 @@ def tag_merge(*, source: Tag, target: Tag, user: AbstractBaseUser | None = None)
     moved = source_items - target_items
     ItemTag.objects.filter(tag=source, item_id__in=moved).update(tag=target)
     ItemTag.objects.filter(tag=source).delete()
-    _record(((i, source.pk, labels[source.pk]) for i in source_items), action="remove", source=Source.EDITOR, user=user)
+    _record(
+        ((i, source.pk, labels[source.pk]) for i in source_items),
+        action="remove",
+        source=Source.EDITOR,
+        user=user,
+    )
     _record(((i, target.pk, labels[target.pk]) for i in moved), action="add", source=Source.EDITOR, user=user)
     # Suggestions of the source for items that already have (or had) the target are dropped.
     TagSuggestion.objects.filter(tag=source).exclude(
@@ -526,9 +535,11 @@ INTERACTION_TYPES = ("view", "play", "complete", "rate", "like", "add_to_list", 
 
 
 def suggestion_model_latest() -> TagSuggestionModel | None:
-    return TagSuggestionModel.objects.filter(status=TagSuggestionModel.Status.SUCCEEDED).order_by(
-        "-trained_at", "-pk"
-    ).first()
+    return (
+        TagSuggestionModel.objects.filter(status=TagSuggestionModel.Status.SUCCEEDED)
+        .order_by("-trained_at", "-pk")
+        .first()
+    )
 
 
 def suggestion_model_unfinished() -> TagSuggestionModel | None:
@@ -555,7 +566,9 @@ def suggestion_model_request(*, user: AbstractBaseUser | None = None) -> TagSugg
 
 def _model_update(model_id: int, **fields) -> bool:
     return (
-        TagSuggestionModel.objects.filter(pk=model_id, status=TagSuggestionModel.Status.RUNNING).update(**fields)
+        TagSuggestionModel.objects.filter(pk=model_id, status=TagSuggestionModel.Status.RUNNING).update(
+            **fields
+        )
         == 1
     )
 
@@ -578,8 +591,8 @@ def suggestion_data_load() -> SuggestionData:
     texts = [f"{title}\n{description}" for _, title, description in rows]
     suggestible = set(Tag.objects.filter(depth__gt=1, retired=False).values_list("pk", flat=True))
     labels: list[list[int]] = [[] for _ in rows]
-    for item_id, tag_id in ItemTag.objects.filter(item__active=True).values_list("item_id", "tag_id").iterator(
-        chunk_size=20_000
+    for item_id, tag_id in (
+        ItemTag.objects.filter(item__active=True).values_list("item_id", "tag_id").iterator(chunk_size=20_000)
     ):
         if tag_id in suggestible and item_id in index:
             labels[index[item_id]].append(tag_id)
@@ -647,7 +660,9 @@ def _train(model_id: int) -> None:
             f"{MIN_EXAMPLES}). Tag some items first."
         )
     _model_update(model_id, progress=20, message=f"Evaluating on held-out items ({labelled:,} tagged)")
-    metrics = ml.holdout_evaluate(data.texts, data.labels, data.rejected, data.tags, interactions=data.interactions)
+    metrics = ml.holdout_evaluate(
+        data.texts, data.labels, data.rejected, data.tags, interactions=data.interactions
+    )
     _model_update(model_id, progress=50, message="Fitting on all tagged items")
     targets = ml.label_matrix(data.labels, data.rejected, data.tags)
     cooc = None
@@ -698,7 +713,9 @@ def _suggestions_refresh(
     with transaction.atomic():
         TagSuggestion.objects.filter(status=TagSuggestion.Status.PENDING).delete()
         batch = [
-            TagSuggestion(item_id=int(data.item_ids[n]), tag_id=tag_id, confidence=round(conf, 4), model_id=model_id)
+            TagSuggestion(
+                item_id=int(data.item_ids[n]), tag_id=tag_id, confidence=round(conf, 4), model_id=model_id
+            )
             for n, pairs in enumerate(proposals)
             for tag_id, conf in pairs
         ]
@@ -718,9 +735,10 @@ def item_suggestions(*, item: Item) -> list[TagSuggestion]:
 def _decide(suggestion: TagSuggestion, status: str, user: AbstractBaseUser | None) -> bool:
     return bool(
         TagSuggestion.objects.filter(pk=suggestion.pk, status=TagSuggestion.Status.PENDING).update(
-            status=status, decided_at=timezone.now(),
+            status=status,
+            decided_at=timezone.now(),
             decided_by=user if user is not None and user.is_authenticated else None,
-        )  # fmt: skip
+        )
     )
 
 
@@ -745,7 +763,9 @@ def suggestion_reject(*, suggestion: TagSuggestion, user: AbstractBaseUser | Non
     return suggestion
 
 
-def suggestions_accept_all(*, item: Item, user: AbstractBaseUser | None = None, min_confidence: float = 0.0) -> int:
+def suggestions_accept_all(
+    *, item: Item, user: AbstractBaseUser | None = None, min_confidence: float = 0.0
+) -> int:
     """Accept every pending suggestion of an item at or above ``min_confidence``."""
     accepted = 0
     for suggestion in item_suggestions(item=item):

@@ -5,8 +5,9 @@ The model is deliberately plain so it trains on 100,000 items in seconds on one 
 - text: TF-IDF over title + description (sublinear term frequency, unigrams and bigrams);
 - behaviour (optional): for each item, the tags of the other items consumed by the same
   people ("co-consumption"), computed leave-self-out so an item never sees its own tags;
-- one multi-output ridge regression from those features to every tag at once (a linear
-  one-vs-rest model with a closed family of solutions, solved with conjugate gradients).
+- one ridge regression per tag (a linear one-vs-rest model), all tags solved together by
+  conjugate gradients on the normal equations: each iteration is two sparse-times-dense
+  products for every tag at once, which is what keeps 100,000 items x 200 tags fast.
 
 Targets are +1 for a tag the item carries, -1 for a suggestion an editor rejected (a hard
 negative, pushed down harder than "not tagged"), 0 otherwise. Scores are clipped to [0, 1]
@@ -23,7 +24,6 @@ import joblib
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import Ridge
 
 CHUNK = 10_000
 
@@ -54,7 +54,7 @@ class TagSuggester:
 
     tags: np.ndarray  # column -> tag id
     vectorizer: TfidfVectorizer
-    ridge: Ridge
+    weights: np.ndarray  # (features + 1 bias) x tags
     uses_cooccurrence: bool = False
     n_text_features: int = 0
     meta: dict = field(default_factory=dict)
@@ -62,15 +62,12 @@ class TagSuggester:
     def scores(self, texts: Sequence[str], cooccurrence: sp.csr_matrix | None = None) -> np.ndarray:
         """Confidence in [0, 1] of every tag column for each text (rows follow ``texts``)."""
         features = self._features(texts, cooccurrence)
-        return np.clip(self.ridge.predict(features), 0.0, 1.0).astype(np.float32)
+        return np.clip(np.asarray(features @ self.weights), 0.0, 1.0).astype(np.float32)
 
     def _features(self, texts: Sequence[str], cooccurrence: sp.csr_matrix | None) -> sp.csr_matrix:
-        text = self.vectorizer.transform(texts)
-        if not self.uses_cooccurrence:
-            return text
-        if cooccurrence is None:
+        if self.uses_cooccurrence and cooccurrence is None:
             cooccurrence = sp.csr_matrix((len(texts), len(self.tags)), dtype=np.float32)
-        return sp.hstack([text, cooccurrence], format="csr")
+        return _features(self.vectorizer.transform(texts), cooccurrence if self.uses_cooccurrence else None)
 
     def dumps(self) -> bytes:
         buffer = io.BytesIO()
@@ -131,6 +128,44 @@ def cooccurrence_features(
     return sp.csr_matrix(mix, dtype=np.float32)
 
 
+def _features(text: sp.csr_matrix, cooccurrence: sp.csr_matrix | None) -> sp.csr_matrix:
+    """Text features, co-consumption features if any, and a constant column (the intercept)."""
+    blocks = [text]
+    if cooccurrence is not None:
+        blocks.append(sp.csr_matrix(cooccurrence, dtype=np.float32))
+    blocks.append(sp.csr_matrix(np.ones((text.shape[0], 1), dtype=np.float32)))
+    return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+
+def ridge_fit(
+    features: sp.csr_matrix, targets: np.ndarray, *, alpha: float = 1.0, iterations: int = 15
+) -> np.ndarray:
+    """Weights W minimising ||XW - Y||^2 + alpha ||W||^2 for every target column at once.
+
+    Conjugate gradients on (X'X + alpha I) W = X'Y, column by column but vectorised across
+    columns. A dozen iterations rank tags as well as an exact solve (checked against
+    scikit-learn's Ridge in the tests)."""
+    xt = features.T.tocsr()
+    rhs = np.asarray(xt @ targets, dtype=np.float32)
+    weights = np.zeros_like(rhs)
+    residual = rhs.copy()
+    direction = residual.copy()
+    rs = (residual * residual).sum(axis=0)
+    stop = 1e-6 * np.sqrt(rs).max() if rs.size else 0.0
+    for _ in range(iterations):
+        product = np.asarray(xt @ (features @ direction)) + alpha * direction
+        curvature = (direction * product).sum(axis=0)
+        step = np.divide(rs, curvature, out=np.zeros_like(rs), where=curvature > 0)
+        weights += direction * step
+        residual -= product * step
+        rs_new = (residual * residual).sum(axis=0)
+        if np.sqrt(rs_new).max() <= stop:
+            break
+        direction = residual + direction * np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)
+        rs = rs_new
+    return weights
+
+
 def fit(
     texts: Sequence[str],
     targets: sp.csr_matrix,
@@ -138,25 +173,22 @@ def fit(
     *,
     cooccurrence: sp.csr_matrix | None = None,
     alpha: float = 1.0,
-    max_features: int = 100_000,
+    max_features: int = 50_000,
 ) -> TagSuggester:
     """Fit on the rows of ``targets`` (every row is a training item)."""
     vectorizer = TfidfVectorizer(
         sublinear_tf=True,
         min_df=2 if len(texts) >= 50 else 1,
         max_features=max_features,
-        ngram_range=(1, 2),
         dtype=np.float32,
         strip_accents="unicode",
     )
     text = vectorizer.fit_transform(texts)
-    features = text if cooccurrence is None else sp.hstack([text, cooccurrence], format="csr")
-    ridge = Ridge(alpha=alpha, solver="sparse_cg", fit_intercept=True)
-    ridge.fit(features, targets.toarray())
+    weights = ridge_fit(_features(text, cooccurrence), targets.toarray(), alpha=alpha)
     return TagSuggester(
         tags=np.asarray(tags),
         vectorizer=vectorizer,
-        ridge=ridge,
+        weights=weights,
         uses_cooccurrence=cooccurrence is not None,
         n_text_features=text.shape[1],
     )
@@ -262,6 +294,10 @@ def suggest(
         best, best_scores = top_k(scores, k, None if exclude is None else exclude[start:stop])
         for cols, values in zip(best, best_scores, strict=True):
             out.append(
-                [(int(model.tags[c]), float(v)) for c, v in zip(cols, values, strict=True) if v >= min_confidence]
+                [
+                    (int(model.tags[c]), float(v))
+                    for c, v in zip(cols, values, strict=True)
+                    if v >= min_confidence
+                ]
             )
     return out

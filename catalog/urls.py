@@ -10,7 +10,11 @@ urlpatterns = [
     path("items/<int:pk>/tags/", views.item_tag_add, name="item_tag_add"),
     path("items/<int:pk>/tags/<int:tag_pk>/remove/", views.item_tag_remove, name="item_tag_remove"),
     path("items/<int:pk>/undo/", views.item_undo, name="item_undo"),
-    path("items/<int:pk>/suggestions/accept-all/", views.item_suggestions_accept_all, name="item_suggestions_accept_all"),
+    path(
+        "items/<int:pk>/suggestions/accept-all/",
+        views.item_suggestions_accept_all,
+        name="item_suggestions_accept_all",
+    ),
     path("suggestions/<int:pk>/<str:decision>/", views.suggestion_decide, name="suggestion_decide"),
     path("queue/", views.queue, name="queue"),
     path("taxonomy/", views.taxonomy, name="taxonomy"),

@@ -64,7 +64,9 @@ def items_bulk_tag(request):
         return _back(request, reverse("catalog:item_list"))
     tag, action = form.cleaned_data["tag"], form.cleaned_data["action"]
     try:
-        changed = services.items_tag_bulk(item_ids=form.cleaned_data["items"], tag=tag, action=action, user=request.user)
+        changed = services.items_tag_bulk(
+            item_ids=form.cleaned_data["items"], tag=tag, action=action, user=request.user
+        )
     except services.CatalogError as exc:
         messages.error(request, str(exc))
     else:
@@ -234,7 +236,12 @@ def tag_create(request):
         else:
             messages.success(request, f"Created {tag.label()}.")
             return redirect("catalog:taxonomy")
-    return render(request, "catalog/tag_form.html", {"form": form, "title": "New tag"}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "catalog/tag_form.html",
+        {"form": form, "title": "New tag"},
+        status=400 if form.errors else 200,
+    )
 
 
 def _tag_page(request, tag: Tag, **overrides):
@@ -249,13 +256,17 @@ def _tag_page(request, tag: Tag, **overrides):
         "aliases": tag.aliases.order_by("slug_path"),
         "usage": services.tag_usage(tag=tag),
         "page": page,
-        "edit_form": forms.TagEditForm(initial={"name": tag.name, "description": tag.description, "version": tag.version}),
+        "edit_form": forms.TagEditForm(
+            initial={"name": tag.name, "description": tag.description, "version": tag.version}
+        ),
         "move_form": forms.TagMoveForm(initial={"version": tag.version, "parent": ancestors.last()}),
         "merge_form": forms.TagMergeForm(),
         "retire_form": forms.TagRetireForm(initial={"retired": not tag.retired, "version": tag.version}),
         **overrides,
     }
-    status = 400 if any(getattr(f, "errors", None) for k, f in overrides.items() if k.endswith("_form")) else 200
+    status = (
+        400 if any(getattr(f, "errors", None) for k, f in overrides.items() if k.endswith("_form")) else 200
+    )
     return render(request, "catalog/tag_detail.html", context, status=status)
 
 
@@ -286,7 +297,9 @@ def _tag_post(request, pk: int, form_class, form_key: str, action):
 @permission_required("catalog.change_tag", raise_exception=True)
 def tag_edit(request, pk: int):
     def action(tag, data):
-        tag = services.tag_update(tag=tag, version=data["version"], name=data["name"], description=data["description"])
+        tag = services.tag_update(
+            tag=tag, version=data["version"], name=data["name"], description=data["description"]
+        )
         return f"Saved {tag.label()}.", tag
 
     return _tag_post(request, pk, forms.TagEditForm, "edit_form", action)
@@ -339,7 +352,9 @@ def tag_delete(request, pk: int):
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             if form.cleaned_data["merge_into"]:
-                messages.success(request, f"Deleted {name}; its items moved to {form.cleaned_data['merge_into'].label()}.")
+                messages.success(
+                    request, f"Deleted {name}; its items moved to {form.cleaned_data['merge_into'].label()}."
+                )
             else:
                 messages.success(request, f"Deleted {name}; {removed} item tag(s) removed.")
             return redirect(parent.get_absolute_url() if parent else reverse("catalog:taxonomy"))
@@ -347,7 +362,13 @@ def tag_delete(request, pk: int):
     return render(
         request,
         "catalog/tag_delete.html",
-        {"tag": tag, "label": tag.label(), "form": form, "affected": affected[:500], "affected_count": len(affected)},
+        {
+            "tag": tag,
+            "label": tag.label(),
+            "form": form,
+            "affected": affected[:500],
+            "affected_count": len(affected),
+        },
         status=400 if form.errors else 200,
     )
 
@@ -385,14 +406,19 @@ def import_upload(request):
         else:
             try:
                 job = imports.import_job_create(
-                    data=upload.read(), filename=upload.name, strict=form.cleaned_data["strict"], user=request.user
+                    data=upload.read(),
+                    filename=upload.name,
+                    strict=form.cleaned_data["strict"],
+                    user=request.user,
                 )
             except services.CatalogError as exc:
                 form.add_error("file", str(exc))
             else:
                 return redirect(job)
     jobs = ImportJob.objects.defer("data")[:10]
-    return render(request, "catalog/import_form.html", {"form": form, "jobs": jobs}, status=400 if form.errors else 200)
+    return render(
+        request, "catalog/import_form.html", {"form": form, "jobs": jobs}, status=400 if form.errors else 200
+    )
 
 
 @permission_required("catalog.add_item", raise_exception=True)
@@ -421,8 +447,13 @@ def import_apply(request, pk: int):
 def import_status(request, pk: int):
     job = get_object_or_404(ImportJob.objects.defer("data"), pk=pk)
     return JsonResponse(
-        {"status": job.status, "progress": job.progress, "message": job.message, "error": job.error,
-         "finished": job.is_finished}  # fmt: skip
+        {
+            "status": job.status,
+            "progress": job.progress,
+            "message": job.message,
+            "error": job.error,
+            "finished": job.is_finished,
+        }
     )
 
 

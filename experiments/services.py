@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -689,6 +690,10 @@ def metrics_sufficient_stats(
     out: dict[str, MetricData] = {}
     with transaction.atomic(), connection.cursor() as cursor:
         suffix = " ON COMMIT DROP" if dialect.vendor == "postgresql" else ""
+        work_mem = settings.EXPERIMENTS_ANALYSIS_WORK_MEM
+        if dialect.vendor == "postgresql" and re.fullmatch(r"\d+(kB|MB|GB)", work_mem):
+            # Per transaction: lets the per-profile GROUP BY hash in memory instead of sorting on disk.
+            cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
         cursor.execute(f"CREATE TEMPORARY TABLE {table}{suffix} AS {inner}", params)
         try:
             for i, (metric, cuped_hours) in enumerate(plan):

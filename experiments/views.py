@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db import transaction
@@ -12,6 +14,10 @@ from .forms import ConcludeForm, ExperimentForm, MetricForm, PowerForm, VariantF
 from .models import Experiment, Metric
 
 CHANGE = "experiments.change_experiment"
+
+
+def _json(payload: dict) -> str:
+    return json.dumps(payload) if payload else ""
 
 
 def _experiment(key: str) -> Experiment:
@@ -48,7 +54,7 @@ def experiment_edit(request, key: str | None = None):
         messages.error(request, "A concluded experiment cannot change.")
         return redirect(experiment)
     initial = [
-        {"key": v.key, "name": v.name, "weight": v.weight, "payload": v.payload or ""}
+        {"key": v.key, "name": v.name, "weight": v.weight, "payload": _json(v.payload)}
         for v in (experiment.variants.all() if experiment.pk else [])
     ] or [
         {"key": "control", "name": "Control", "weight": 0.5},

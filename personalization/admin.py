@@ -72,3 +72,64 @@ class ModelArtifactAdmin(admin.ModelAdmin):
     list_display = ["run", "format", "size_bytes", "created_at"]
     exclude = ["data"]
     readonly_fields = ["run", "format", "size_bytes", "created_at"]
+
+
+# --- Behavioural data ------------------------------------------------------------------------
+from .models import (  # noqa: E402
+    DeclaredPreference,
+    DeletionLog,
+    ImportCheckpoint,
+    Interaction,
+    MergeRequest,
+    ProfileMerge,
+    WriteKey,
+)
+
+
+@admin.register(WriteKey)
+class WriteKeyAdmin(admin.ModelAdmin):
+    # Keys are created on the Write keys page (the clear key is shown once there).
+    list_display = ["prefix", "source", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["source"]
+    readonly_fields = ["source", "prefix", "key_hash", "created_by", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(MergeRequest)
+class MergeRequestAdmin(admin.ModelAdmin):
+    list_display = ["profile", "into", "status", "reason", "created_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["profile", "into"]
+
+
+@admin.register(ProfileMerge)
+class ProfileMergeAdmin(admin.ModelAdmin):
+    list_display = ["merged_profile_id", "survivor", "reason", "created_at"]
+    raw_id_fields = ["survivor"]
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):
+    list_display = ["profile", "item", "strength", "count", "last_at"]
+    raw_id_fields = ["profile", "item"]
+    show_full_result_count = False
+
+
+@admin.register(DeclaredPreference)
+class DeclaredPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["profile", "tag", "sentiment", "origin", "created_at"]
+    raw_id_fields = ["profile", "tag"]
+
+
+@admin.register(DeletionLog)
+class DeletionLogAdmin(admin.ModelAdmin):
+    list_display = ["deleted_at", "id_hash", "deleted_by", "counts"]
+    search_fields = ["id_hash"]
+    readonly_fields = ["id_hash", "deleted_by", "deleted_at", "counts"]
+
+
+@admin.register(ImportCheckpoint)
+class ImportCheckpointAdmin(admin.ModelAdmin):
+    list_display = ["key", "line", "stored", "updated_at"]

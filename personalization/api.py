@@ -1,13 +1,15 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from catalog.models import Item
 from recsite.api import error_response
 from recsite.permissions import has_perms
 
-from . import services
-from .models import Recommender, TrainingRun
+from . import serving, services
+from .models import Placement, Recommender, TrainingRun
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -17,7 +19,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "recommender", "version", "status", "progress", "message", "params", "data_sizes",
-            "timings", "metrics", "error", "created_at", "started_at", "finished_at",
+            "timings", "metrics", "error", "activation_note", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -27,21 +29,32 @@ class RecommenderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Recommender
-        fields = ["id", "name", "description", "algorithm", "params", "retrain_every_hours", "active_run"]
+        fields = [
+            "id", "name", "description", "algorithm", "params", "retrain_every_hours", "primary_metric",
+            "auto_activate", "active_run",
+        ]  # fmt: skip
 
-    def validate_params(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        unknown = set(value) - set(services.TRENDING_DEFAULTS) - {"test_ratio"}
-        if unknown:
-            raise serializers.ValidationError(f"Unknown parameters: {', '.join(sorted(unknown))}.")
-        return value
+    def validate(self, attrs):
+        algorithm = attrs.get("algorithm") or getattr(self.instance, "algorithm", Recommender.Algorithm.TRENDING)
+        params = attrs.get("params", getattr(self.instance, "params", {}))
+        try:
+            attrs["params"] = services.recommender_params_clean(algorithm=algorithm, params=params)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"params": exc.messages}) from None
+        return attrs
 
 
 class RecommenderList(generics.ListCreateAPIView):
-    """List recommenders or create one."""
+    """List recommenders or create one (name, algorithm, params)."""
 
-    queryset = Recommender.objects.select_related("active_run").order_by("name")
+    queryset = Recommender.objects.select_related("active_run", "active_run__recommender").order_by("name")
+    serializer_class = RecommenderSerializer
+
+
+class RecommenderDetail(generics.RetrieveUpdateAPIView):
+    """Read or edit a recommender; edits apply from its next training run."""
+
+    queryset = Recommender.objects.select_related("active_run", "active_run__recommender")
     serializer_class = RecommenderSerializer
 
 
@@ -65,11 +78,80 @@ class RecommenderTrain(APIView):
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class TrainingRunList(generics.ListAPIView):
+    """Training runs, newest first; filter with ``?recommender=NAME``."""
+
+    serializer_class = TrainingRunSerializer
+
+    def get_queryset(self):
+        runs = TrainingRun.objects.select_related("recommender")
+        if name := self.request.query_params.get("recommender"):
+            runs = runs.filter(recommender__name=name)
+        return runs
+
+
 class TrainingRunDetail(generics.RetrieveAPIView):
     """One training run: status, progress, timings, metrics and error."""
 
     queryset = TrainingRun.objects.select_related("recommender")
     serializer_class = TrainingRunSerializer
+
+
+class TrainingRunActivate(APIView):
+    permission_classes = [has_perms("personalization.change_recommender")]
+
+    @extend_schema(
+        request=None,
+        responses={200: TrainingRunSerializer},
+        summary="Activate a version (or roll back to it)",
+        description="Makes this successful run the recommender's active model. 409 if the run did not succeed.",
+    )
+    def post(self, request, pk: int):
+        run = generics.get_object_or_404(TrainingRun.objects.select_related("recommender"), pk=pk)
+        try:
+            run = services.recommender_activate(run=run, user=request.user)
+        except services.TrainingError as exc:
+            return error_response(str(exc), field="run", status_code=status.HTTP_409_CONFLICT)
+        return Response(TrainingRunSerializer(run).data)
+
+
+class PlacementSerializer(serializers.ModelSerializer):
+    recommender = serializers.SlugRelatedField(slug_field="name", queryset=Recommender.objects.all())
+
+    class Meta:
+        model = Placement
+        fields = [
+            "id", "key", "name", "recommender", "fallbacks", "k", "include_tags", "exclude_tags", "kinds",
+            "exclude_consumed", "diversity", "segment_overrides",
+        ]  # fmt: skip
+
+    def validate_fallbacks(self, value):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise serializers.ValidationError("A list of recommender names.")
+        known = set(Recommender.objects.filter(name__in=value).values_list("name", flat=True))
+        if missing := [v for v in value if v not in known]:
+            raise serializers.ValidationError(f"Unknown recommenders: {', '.join(missing)}.")
+        return value
+
+    def _string_list(self, value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise serializers.ValidationError("A list of strings.")
+        return value
+
+    validate_include_tags = validate_exclude_tags = validate_kinds = _string_list
+
+
+class PlacementList(generics.ListCreateAPIView):
+    """Placements: where recommendations appear and how they are made."""
+
+    queryset = Placement.objects.select_related("recommender")
+    serializer_class = PlacementSerializer
+
+
+class PlacementDetail(generics.RetrieveUpdateDestroyAPIView):
+    queryset = Placement.objects.select_related("recommender")
+    serializer_class = PlacementSerializer
+    lookup_field = "key"
 
 
 class RecommendationItemSerializer(serializers.Serializer):
@@ -80,14 +162,30 @@ class RecommendationItemSerializer(serializers.Serializer):
     reason = serializers.CharField()
     reason_data = serializers.DictField()
     recommendation_id = serializers.CharField()
+    recommender = serializers.CharField()
 
 
 class RecommendationQuery(serializers.Serializer):
     user_id = serializers.CharField(required=False, max_length=200)
     anonymous_id = serializers.CharField(required=False, max_length=200)
-    k = serializers.IntegerField(required=False, default=10, min_value=1, max_value=100)
+    k = serializers.IntegerField(
+        required=False, min_value=1, max_value=100, help_text="Default: the placement's k, else 10."
+    )
+    placement = serializers.SlugField(required=False, max_length=100)
     recommender = serializers.SlugField(required=False, max_length=100)
     exclude_consumed = serializers.BooleanField(required=False, default=True)
+
+
+RESULT_EXAMPLE = {
+    "item": "m00017",
+    "title": "The Quiet Harbour",
+    "score": 0.81,
+    "rank": 1,
+    "reason": "Because you watched Night Shift",
+    "reason_data": {"type": "because_you_watched", "item": 412},
+    "recommendation_id": "6f1c0a4e9b2d4c1f8e7a5b3c2d1e0f9a",
+    "recommender": "ease",
+}
 
 
 class Recommendations(APIView):
@@ -101,6 +199,7 @@ class Recommendations(APIView):
                 {
                     "recommender": serializers.CharField(),
                     "version": serializers.IntegerField(),
+                    "placement": serializers.CharField(allow_null=True),
                     "user_id": serializers.CharField(allow_null=True),
                     "known_profile": serializers.BooleanField(),
                     "results": RecommendationItemSerializer(many=True),
@@ -109,50 +208,121 @@ class Recommendations(APIView):
         },
         examples=[
             OpenApiExample(
-                "Trending for a user",
+                "Home row for a user",
                 value={
-                    "recommender": "trending",
+                    "recommender": "ease",
                     "version": 3,
-                    "user_id": "u42",
+                    "placement": "home",
+                    "user_id": "u00042",
                     "known_profile": True,
-                    "results": [
-                        {
-                            "item": "m1001",
-                            "title": "Night Harbour",
-                            "score": 12.5,
-                            "rank": 1,
-                            "reason": "Trending now",
-                            "reason_data": {"type": "trending"},
-                            "recommendation_id": "6f1c...",
-                        }
-                    ],
+                    "results": [RESULT_EXAMPLE],
                 },
                 response_only=True,
             )
         ],
         summary="Recommendations for a profile",
+        description=(
+            "Items the profile already consumed are excluded by default. Each result carries a reason and a "
+            "recommendation id for click attribution. Unknown profiles get non-personal results."
+        ),
     )
     def get(self, request):
         query = RecommendationQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
         try:
-            recommender, profile, results = services.recommendations_get(
+            served = serving.recommendations_get(
                 user_id=data.get("user_id"),
                 anonymous_id=data.get("anonymous_id"),
-                k=data["k"],
+                k=data.get("k"),
                 recommender_name=data.get("recommender"),
+                placement_key=data.get("placement"),
                 exclude_consumed=data["exclude_consumed"],
             )
-        except services.ServingError as exc:
+        except serving.ServingError as exc:
             return error_response(str(exc), field=exc.field, status_code=exc.status)
         return Response(
             {
-                "recommender": recommender.name,
-                "version": recommender.active_run.version,
+                "recommender": served.recommender.name,
+                "version": served.recommender.active_run.version,
+                "placement": served.placement.key if served.placement else None,
                 "user_id": data.get("user_id"),
-                "known_profile": profile is not None,
-                "results": RecommendationItemSerializer(results, many=True).data,
+                "known_profile": served.profile is not None,
+                "results": RecommendationItemSerializer(served.results, many=True).data,
+            }
+        )
+
+
+class SimilarQuery(serializers.Serializer):
+    k = serializers.IntegerField(required=False, default=10, min_value=1, max_value=100)
+    recommender = serializers.SlugField(required=False, max_length=100)
+
+
+class SimilarItems(APIView):
+    permission_classes = [has_perms("personalization.view_recommender")]
+
+    @extend_schema(
+        parameters=[SimilarQuery],
+        responses={200: RecommendationItemSerializer(many=True)},
+        summary="Items similar to an item",
+        description="From the first trained item-kNN, EASE, hybrid, ALS or content model (or the one named).",
+    )
+    def get(self, request, external_id: str):
+        query = SimilarQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        item = generics.get_object_or_404(Item, external_id=external_id)
+        try:
+            results = serving.similar_items_get(
+                item=item, k=query.validated_data["k"], recommender_name=query.validated_data.get("recommender")
+            )
+        except serving.ServingError as exc:
+            return error_response(str(exc), field=exc.field, status_code=exc.status)
+        return Response({"item": item.external_id, "results": RecommendationItemSerializer(results, many=True).data})
+
+
+class HomeQuery(serializers.Serializer):
+    user_id = serializers.CharField(required=False, max_length=200)
+    anonymous_id = serializers.CharField(required=False, max_length=200)
+    k = serializers.IntegerField(required=False, default=12, min_value=1, max_value=50)
+
+
+class Home(APIView):
+    permission_classes = [has_perms("personalization.view_recommender")]
+
+    @extend_schema(
+        parameters=[HomeQuery],
+        responses={
+            200: inline_serializer(
+                "HomeResponse",
+                {
+                    "user_id": serializers.CharField(allow_null=True),
+                    "rows": inline_serializer(
+                        "HomeRow",
+                        {
+                            "key": serializers.CharField(),
+                            "title": serializers.CharField(),
+                            "results": RecommendationItemSerializer(many=True),
+                        },
+                        many=True,
+                    ),
+                },
+            )
+        },
+        summary="Netflix-like home rows for a profile",
+        description='Rows: "Top picks for you", "Because you watched X", "Trending now", "New in <tag>".',
+    )
+    def get(self, request):
+        query = HomeQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        rows = serving.home_rows(user_id=data.get("user_id"), anonymous_id=data.get("anonymous_id"), k=data["k"])
+        return Response(
+            {
+                "user_id": data.get("user_id"),
+                "rows": [
+                    {"key": r.key, "title": r.title, "results": RecommendationItemSerializer(r.results, many=True).data}
+                    for r in rows
+                ],
             }
         )
 
@@ -162,6 +332,7 @@ class Recommendations(APIView):
 
 import logging  # noqa: E402
 
+from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from django.db import DatabaseError  # noqa: E402
 from drf_spectacular.extensions import OpenApiAuthenticationExtension  # noqa: E402
 from drf_spectacular.types import OpenApiTypes  # noqa: E402
@@ -186,8 +357,6 @@ class WriteKeyAuthentication(authentication.BaseAuthentication):
         write_key = tracking.write_key_authenticate(authorization=header)
         if write_key is None:
             raise drf_exceptions.AuthenticationFailed("Invalid or revoked write key.")
-        from django.contrib.auth.models import AnonymousUser
-
         return AnonymousUser(), write_key
 
     def authenticate_header(self, request):
@@ -243,6 +412,11 @@ class _TrackingEndpoint(APIView):
         except DatabaseError:
             tracking_logger.exception("events could not be stored")
             return None
+        except Exception:
+            # Never a 500 for the tracking API: clients retry a 503, and message ids make
+            # the retry safe. The traceback is logged.
+            tracking_logger.exception("unexpected error while ingesting events")
+            return None
 
     def _body(self, request):
         length = request.META.get("CONTENT_LENGTH")
@@ -278,8 +452,12 @@ def _unavailable():
 def _single_schema(kind: str, example: dict):
     return extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT,
-                   413: OpenApiTypes.OBJECT},  # fmt: skip
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            401: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
         summary=f"Segment {kind}",
         description=(
             f"A Segment-spec `{kind}` message. Authenticate with HTTP Basic, the write key as user "
@@ -307,7 +485,11 @@ class Identify(_TrackingEndpoint):
 
     @_single_schema(
         "identify",
-        {"userId": "u42", "anonymousId": "3f1e-device", "traits": {"plan": "premium", "$set_once": {"signup": "2026-01-02"}}},
+        {
+            "userId": "u42",
+            "anonymousId": "3f1e-device",
+            "traits": {"plan": "premium", "$set_once": {"signup": "2026-01-02"}},
+        },
     )
     def post(self, request):
         return super().post(request)
@@ -332,8 +514,12 @@ class Alias(_TrackingEndpoint):
 class Batch(_TrackingEndpoint):
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT,
-                   413: OpenApiTypes.OBJECT},  # fmt: skip
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            401: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
         summary="Segment batch",
         description=(
             "Up to TRACKING_MAX_REQUEST_BYTES of messages of any type. Each message is validated on "
@@ -345,15 +531,23 @@ class Batch(_TrackingEndpoint):
             OpenApiExample(
                 "mixed results",
                 value={
-                    "success": False, "stored": 1, "duplicates": 0, "rejected": 1,
+                    "success": False,
+                    "stored": 1,
+                    "duplicates": 0,
+                    "rejected": 1,
                     "results": [
                         {"index": 0, "messageId": "a1", "status": "stored"},
-                        {"index": 1, "messageId": "a2", "status": "rejected",
-                         "error": "userId or anonymousId is required.", "field": "userId"},
+                        {
+                            "index": 1,
+                            "messageId": "a2",
+                            "status": "rejected",
+                            "error": "userId or anonymousId is required.",
+                            "field": "userId",
+                        },
                     ],
                 },
                 response_only=True,
-            ),  # fmt: skip
+            ),
         ],
         tags=["tracking"],
     )
@@ -397,7 +591,9 @@ class WriteKeyOrPerms(BasePermission):
 
 class PreferencesSerializer(serializers.Serializer):
     liked = serializers.ListField(child=serializers.CharField(max_length=700), required=False, default=list)
-    disliked = serializers.ListField(child=serializers.CharField(max_length=700), required=False, default=list)
+    disliked = serializers.ListField(
+        child=serializers.CharField(max_length=700), required=False, default=list
+    )
     replace = serializers.BooleanField(required=False, default=True)
 
 
@@ -415,7 +611,9 @@ class ProfilePreferences(APIView):
         "POST": ("personalization.add_declaredpreference",),
     }
 
-    @extend_schema(responses={200: PreferencesSerializer}, summary="Declared preferences of a profile", tags=["profiles"])
+    @extend_schema(
+        responses={200: PreferencesSerializer}, summary="Declared preferences of a profile", tags=["profiles"]
+    )
     def get(self, request, user_id: str):
         return Response(profile_services.preferences_for(profile=_profile_or_404(user_id)))
 
@@ -450,7 +648,9 @@ class ProfilePreferences(APIView):
 class ProfileExport(APIView):
     permission_classes = [has_perms("personalization.export_data", "personalization.view_profile")]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Export everything about one profile", tags=["privacy"])
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT}, summary="Export everything about one profile", tags=["privacy"]
+    )
     def get(self, request, user_id: str):
         return Response(profile_services.profile_export(profile=_profile_or_404(user_id)))
 

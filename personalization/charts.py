@@ -76,7 +76,7 @@ def tag_affinities(rows: Iterable[tuple[str, str, float]]) -> dict:
         count += len(points)
         fig.add_bar(
             x=[s for _, s in points],
-            y=[f"{facet} › {t}" for t, _ in points],
+            y=[f"{facet} / {t}" for t, _ in points],
             orientation="h",
             name=facet,
             marker_color=palette[n % len(palette)],

@@ -24,7 +24,9 @@ PROFILE = Profile._meta.db_table
 ANONYMOUS = AnonymousId._meta.db_table
 INTERACTION = Interaction._meta.db_table
 ITEM = "catalog_item"
-EVENT_COLUMNS = "source_id, message_id, name, type, profile_id, item_id, value, properties, timestamp, received_at"
+EVENT_COLUMNS = (
+    "source_id, message_id, name, type, profile_id, item_id, value, properties, timestamp, received_at"
+)
 CHUNK = 2000  # rows per SQLite statement with a VALUES list (SQLite allows 32,766 parameters)
 
 
@@ -63,14 +65,19 @@ def _in(column: str, values: list) -> tuple[str, list]:
 
 
 def _sqlite_time(value: datetime) -> str:
-    return str(value.astimezone(UTC).replace(tzinfo=None))
+    """Django's SQLite storage format: naive UTC, ``str()`` of the datetime."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return str(value.replace(tzinfo=None))
 
 
 def existing_message_ids(source_id: int, message_ids: list[str]) -> set[str]:
     if not message_ids:
         return set()
     clause, params = _in("message_id", message_ids)
-    rows = _run(f"SELECT message_id FROM {EVENT} WHERE source_id = %s AND {clause}", [source_id, *params], fetch=True)
+    rows = _run(
+        f"SELECT message_id FROM {EVENT} WHERE source_id = %s AND {clause}", [source_id, *params], fetch=True
+    )
     return {r[0] for r in rows}
 
 
@@ -112,7 +119,8 @@ def events_insert(rows: list[tuple]) -> None:
             f"INSERT INTO {EVENT} ({EVENT_COLUMNS}) "
             "SELECT s, m, n, t, p, i, v, j::jsonb, ts, r FROM unnest("
             "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], "
-            "%s::float8[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS x(s, m, n, t, p, i, v, j, ts, r) "
+            "%s::float8[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS x(s, m, n, t, p, i, v, j, ts, r) "
             "ON CONFLICT (source_id, message_id) DO NOTHING",
             [list(c) for c in columns],
         )
@@ -131,7 +139,8 @@ def interactions_add(rows: list[tuple[int, int, float, int, datetime]]) -> None:
         return
     update = (
         f"ON CONFLICT (profile_id, item_id) DO UPDATE SET "
-        f"strength = {INTERACTION}.strength + excluded.strength, count = {INTERACTION}.count + excluded.count, "
+        f"strength = {INTERACTION}.strength + excluded.strength, "
+        f"count = {INTERACTION}.count + excluded.count, "
     )
     if _postgres():
         columns = list(zip(*rows, strict=True))

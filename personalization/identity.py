@@ -75,7 +75,9 @@ def _anonymous_attach(anonymous_id: str, profile: Profile) -> Profile:
 
 def merge_request_record(*, profile: Profile, into: Profile, reason: str) -> MergeRequest:
     """Record (once) that two known profiles look like one person."""
-    existing = MergeRequest.objects.filter(profile=profile, into=into, status=MergeRequest.Status.OPEN).first()
+    existing = MergeRequest.objects.filter(
+        profile=profile, into=into, status=MergeRequest.Status.OPEN
+    ).first()
     if existing is not None:
         return existing
     try:
@@ -193,7 +195,9 @@ def profile_merge(
             "events": Event.objects.filter(profile=source).update(profile=target),
             "anonymous_ids": AnonymousId.objects.filter(profile=source).update(profile=target),
         }
-        rows = list(Interaction.objects.filter(profile=source).values_list("item_id", "strength", "count", "last_at"))
+        rows = list(
+            Interaction.objects.filter(profile=source).values_list("item_id", "strength", "count", "last_at")
+        )
         interactions.interactions_add(
             deltas={
                 (target.pk, item_id): interactions.Delta(strength, count, last_at)
@@ -203,7 +207,9 @@ def profile_merge(
         moved["interactions"] = len(rows)
         target_tags = DeclaredPreference.objects.filter(profile=target).values("tag_id")
         moved["preferences"] = (
-            DeclaredPreference.objects.filter(profile=source).exclude(tag_id__in=target_tags).update(profile=target)
+            DeclaredPreference.objects.filter(profile=source)
+            .exclude(tag_id__in=target_tags)
+            .update(profile=target)
         )
         ProfileMerge.objects.filter(survivor=source).update(survivor=target)
         moved["assignments"] = _assignments_merge(source=source, target=target)
@@ -251,7 +257,11 @@ def merge_request_resolve(
             raise IdentityError("This merge request was already resolved.", field="status")
         if approve:
             profile_merge(
-                source=request.profile, target=request.into, reason="admin", merged_by=resolved_by, allow_known=True
+                source=request.profile,
+                target=request.into,
+                reason="admin",
+                merged_by=resolved_by,
+                allow_known=True,
             )
     request.status = status
     return request

@@ -114,6 +114,12 @@ class Recommender(models.Model):
 
     class Algorithm(models.TextChoices):
         TRENDING = "trending", "Trending (time-decayed popularity)"
+        POPULARITY = "popularity", "Popularity"
+        ITEM_KNN = "item_knn", "Item-kNN (cosine, shrinkage)"
+        EASE = "ease", "EASE (closed-form linear autoencoder)"
+        ALS = "als", "Implicit ALS (matrix factorisation)"
+        CONTENT = "content", "Content-based (BM25 over tags and text)"
+        HYBRID = "hybrid", "Hybrid (weighted blend)"
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -124,6 +130,12 @@ class Recommender(models.Model):
     )
     retrain_every_hours = models.PositiveIntegerField(
         null=True, blank=True, help_text="Retrain on a schedule; empty for manual training only."
+    )
+    primary_metric = models.CharField(
+        max_length=40, default="ndcg@10", help_text="Offline metric that decides auto-activation."
+    )
+    auto_activate = models.BooleanField(
+        default=True, help_text="Activate a new version only when it does not lose on the primary metric."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -165,6 +177,10 @@ class TrainingRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    snapshot_at = models.DateTimeField(
+        null=True, blank=True, help_text="Data cut-off: consumption after it is excluded at serving time."
+    )
+    activation_note = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -215,6 +231,62 @@ class ModelArtifact(models.Model):
 
     def __str__(self) -> str:
         return f"artifact of {self.run}"
+
+
+class PrecomputedList(models.Model):
+    """Top-N items of one profile from one run, computed on the worker after training so that
+    serving a warm profile is one indexed read plus request-time filtering."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="precomputed")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    item_ids = models.JSONField(default=list)
+    scores = models.JSONField(default=list)
+    reasons = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            # Also the index serving reads by: (run, profile).
+            models.UniqueConstraint(fields=["run", "profile"], name="precomputed_unique_run_profile"),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-{len(self.item_ids)} of {self.profile_id} from run {self.run_id}"
+
+
+class Placement(models.Model):
+    """Where recommendations appear (a home row, similar items, an email) and how they are made."""
+
+    key = models.SlugField(max_length=100, unique=True, help_text="Used by the API: ?placement=KEY.")
+    name = models.CharField(max_length=200)
+    recommender = models.ForeignKey(Recommender, on_delete=models.PROTECT, related_name="placements")
+    fallbacks = models.JSONField(
+        default=list, blank=True, help_text="Recommender names tried in order when the first cannot fill k."
+    )
+    k = models.PositiveSmallIntegerField(default=10)
+    include_tags = models.JSONField(default=list, blank=True, help_text="Tag paths; items must carry one.")
+    exclude_tags = models.JSONField(default=list, blank=True, help_text="Tag paths; items carrying one are left out.")
+    kinds = models.JSONField(default=list, blank=True, help_text="Item kinds allowed; empty for all.")
+    exclude_consumed = models.BooleanField(default=True)
+    diversity = models.FloatField(
+        default=0.0, help_text="0 = pure relevance; up to 1 = more diverse (MMR trade-off on tags)."
+    )
+    segment_overrides = models.JSONField(
+        default=dict, blank=True, help_text='{"segment-key": "recommender-name"}: per-segment recommender.'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(k__gte=1, k__lte=100), name="placement_k_1_100"),
+            models.CheckConstraint(
+                condition=models.Q(diversity__gte=0, diversity__lte=1), name="placement_diversity_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 # --- Behavioural data: write keys, identity history, interactions, preferences, privacy --------
@@ -332,7 +404,7 @@ class Interaction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.profile_id} × {self.item_id}: {self.strength:g}"
+        return f"{self.profile_id} x {self.item_id}: {self.strength:g}"
 
 
 class DeclaredPreference(models.Model):

@@ -104,13 +104,17 @@ def tag_affinities(*, profile: Profile, per_facet: int = 8) -> list[TagAffinity]
     rows = [r for r in rows if r["tag__depth"] > 1]
     steplen = Tag.steplen
     facet_names = dict(
-        Tag.objects.filter(depth=1, path__in={r["tag__path"][:steplen] for r in rows}).values_list("path", "name")
+        Tag.objects.filter(depth=1, path__in={r["tag__path"][:steplen] for r in rows}).values_list(
+            "path", "name"
+        )
     )
     by_facet: dict[str, list[TagAffinity]] = defaultdict(list)
     for r in rows:
         facet = facet_names.get(r["tag__path"][:steplen], "")
         by_facet[facet].append(
-            TagAffinity(facet, r["tag__name"], r["tag__slug_path"], round(r["strength"] or 0.0, 3), r["items"])
+            TagAffinity(
+                facet, r["tag__name"], r["tag__slug_path"], round(r["strength"] or 0.0, 3), r["items"]
+            )
         )
     out: list[TagAffinity] = []
     for facet in sorted(by_facet):
@@ -128,7 +132,12 @@ def interaction_totals(*, profile: Profile) -> dict:
 
 
 def preferences_declare(
-    *, profile: Profile, liked: Iterable[str], disliked: Iterable[str], origin: str = "api", replace: bool = True
+    *,
+    profile: Profile,
+    liked: Iterable[str],
+    disliked: Iterable[str],
+    origin: str = "api",
+    replace: bool = True,
 ) -> list[DeclaredPreference]:
     """Store what a person said they like and dislike, by tag slug path ("genre/anime").
 
@@ -170,7 +179,9 @@ def preferences_for(*, profile: Profile) -> dict[str, list[str]]:
 
 def profile_export(*, profile: Profile) -> dict:
     """Everything we hold about one person, as JSON-ready data."""
-    events = Event.objects.filter(profile=profile).select_related("item", "source").order_by("timestamp", "pk")
+    events = (
+        Event.objects.filter(profile=profile).select_related("item", "source").order_by("timestamp", "pk")
+    )
     interactions = Interaction.objects.filter(profile=profile).select_related("item").order_by("item_id")
     return {
         "profile": {
@@ -201,7 +212,9 @@ def profile_export(*, profile: Profile) -> dict:
             }
             for e in events.iterator(chunk_size=2000)
         ],
-        "merges": list(ProfileMerge.objects.filter(survivor=profile).values("merged_profile_id", "reason", "created_at")),
+        "merges": list(
+            ProfileMerge.objects.filter(survivor=profile).values("merged_profile_id", "reason", "created_at")
+        ),
         "exported_at": _iso(timezone.now()),
     }
 

@@ -72,7 +72,10 @@ def write_key_create(*, source_name: str, created_by: AbstractBaseUser | None = 
 
 def write_key_revoke(*, write_key: WriteKey) -> bool:
     """Revoke a key (conditional: revoking twice is a no-op). Effective on the next request."""
-    return WriteKey.objects.filter(pk=write_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) == 1
+    return (
+        WriteKey.objects.filter(pk=write_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        == 1
+    )
 
 
 def write_key_authenticate(*, authorization: str, now: datetime | None = None) -> WriteKey | None:
@@ -88,7 +91,9 @@ def write_key_authenticate(*, authorization: str, now: datetime | None = None) -
     if not key:
         return None
     write_key = (
-        WriteKey.objects.select_related("source").filter(key_hash=key_hash(key), revoked_at__isnull=True).first()
+        WriteKey.objects.select_related("source")
+        .filter(key_hash=key_hash(key), revoked_at__isnull=True)
+        .first()
     )
     if write_key is None:
         return None
@@ -130,8 +135,12 @@ class Message:
 
 @dataclass
 class Limits:
+    """Settings read once per batch (settings look-ups are slow on a per-event path)."""
+
     max_event_bytes: int
     check_event_size: bool
+    item_properties: tuple[str, ...] = ()
+    name_map: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8)
@@ -141,9 +150,10 @@ def _name_map(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return mapped
 
 
-def event_type_for(name: str) -> str:
+def event_type_for(name: str, mapping: Mapping[str, str] | None = None) -> str:
     """The canonical type of an incoming event name ("other" when unmapped)."""
-    mapping = _name_map(tuple(settings.EVENT_NAME_MAP.items()))
+    if mapping is None:
+        mapping = _name_map(tuple(settings.EVENT_NAME_MAP.items()))
     kind = mapping.get(name) or mapping.get(name.lower())
     return kind if kind in CANONICAL_TYPES else "other"
 
@@ -193,7 +203,9 @@ def event_time(
     return when, flags
 
 
-def _string(value: object, field: str, *, required: bool = False, max_length: int = MAX_NAME_LENGTH) -> str | None:
+def _string(
+    value: object, field: str, *, required: bool = False, max_length: int = MAX_NAME_LENGTH
+) -> str | None:
     if value is None or value == "":
         if required:
             raise Rejected(f"{field} is required.", field)
@@ -265,7 +277,7 @@ def message_parse(
     context = _object(raw.get("context"), "context")
     if kind == "track":
         name = _string(raw.get("event"), "event", required=True)
-        event_type = event_type_for(name)
+        event_type = event_type_for(name, limits.name_map or None)
     elif kind == "page":
         name = _string(raw.get("name"), "name") or properties.get("name") or "page"
         name = name if isinstance(name, str) else "page"
@@ -290,7 +302,7 @@ def message_parse(
     if not traits and kind == "identify":
         traits = _object(context.get("traits"), "context.traits")
     item_ref = None
-    for key in settings.TRACKING_ITEM_PROPERTIES:
+    for key in limits.item_properties:
         ref = properties.get(key)
         if ref is not None and ref != "":
             if isinstance(ref, int) and not isinstance(ref, bool):
@@ -306,7 +318,10 @@ def message_parse(
             value = float(candidate)
             break
     # Serialised once, here: the size check and the INSERT both use it.
-    properties_json = json.dumps(properties, separators=(",", ":"))
+    try:
+        properties_json = json.dumps(properties, separators=(",", ":"))
+    except RecursionError:
+        raise Rejected("properties are nested too deeply.", "properties") from None
     if limits.check_event_size and len(properties_json) > limits.max_event_bytes:
         raise Rejected(f"The event is larger than {limits.max_event_bytes} bytes.", "properties")
     if "\\u0000" in properties_json:
@@ -348,6 +363,8 @@ def events_ingest(
     limits = Limits(
         max_event_bytes=settings.TRACKING_MAX_EVENT_BYTES,
         check_event_size=body_bytes == 0 or body_bytes > settings.TRACKING_MAX_EVENT_BYTES,
+        item_properties=tuple(settings.TRACKING_ITEM_PROPERTIES),
+        name_map=_name_map(tuple(settings.EVENT_NAME_MAP.items())),
     )
     results: list[dict | None] = [None] * len(messages)
     parsed: list[Message] = []
@@ -403,7 +420,9 @@ def _store(
             continue
         try:
             if m.kind == "alias":
-                profile, merged = identity.profile_alias(previous_id=m.previous_id, user_id=m.user_id, at=m.timestamp)
+                profile, merged = identity.profile_alias(
+                    previous_id=m.previous_id, user_id=m.user_id, at=m.timestamp
+                )
             else:
                 profile, merged = identity.profile_identify(
                     user_id=m.user_id, anonymous_id=m.anonymous_id, at=m.timestamp
@@ -519,13 +538,17 @@ class _ProfileIds:
             created += len(new_users)
         if first:
             first = dict(sorted(first.items()))
-            made = Profile.objects.bulk_create([Profile(first_seen=at, last_seen=at) for at in first.values()])
+            made = Profile.objects.bulk_create(
+                [Profile(first_seen=at, last_seen=at) for at in first.values()]
+            )
             AnonymousId.objects.bulk_create(
                 [AnonymousId(anonymous_id=a, profile_id=p.pk) for a, p in zip(first, made, strict=True)],
                 ignore_conflicts=True,
             )
             owners = dict(
-                AnonymousId.objects.filter(anonymous_id__in=list(first)).values_list("anonymous_id", "profile_id")
+                AnonymousId.objects.filter(anonymous_id__in=list(first)).values_list(
+                    "anonymous_id", "profile_id"
+                )
             )
             # Lost a race for an anonymous id: drop the empty profile made for it.
             orphans = [p.pk for a, p in zip(first, made, strict=True) if owners[a] != p.pk]
@@ -600,6 +623,8 @@ def body_load(*, raw: bytes | Callable[[], bytes], content_length: int | None) -
         return json.loads(body), len(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(f"Malformed JSON: {exc}", 400) from None
+    except RecursionError:
+        raise BodyError("Malformed JSON: nested too deeply.", 400) from None
 
 
 # --- Bulk import ---------------------------------------------------------------------------------
@@ -717,7 +742,9 @@ def events_import(
             raise ImportFailed(f"line {bad[0][0]}: {bad[0][1]}")
         with transaction.atomic():
             result = events_ingest(source=source, messages=[m for _, m in good])
-            rejected = [(good[r["index"]][0], r["error"]) for r in result.results if r["status"] == "rejected"]
+            rejected = [
+                (good[r["index"]][0], r["error"]) for r in result.results if r["status"] == "rejected"
+            ]
             if strict and rejected:
                 raise ImportFailed(f"line {rejected[0][0]}: {rejected[0][1]}")
             ImportCheckpoint.objects.filter(pk=checkpoint.pk).update(

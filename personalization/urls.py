@@ -20,5 +20,7 @@ urlpatterns += [
     path("audience/write-keys/", views.write_keys, name="write_keys"),
     path("audience/write-keys/<int:pk>/revoke/", views.write_key_revoke, name="write_key_revoke"),
     path("audience/merge-requests/", views.merge_requests, name="merge_requests"),
-    path("audience/merge-requests/<int:pk>/resolve/", views.merge_request_resolve, name="merge_request_resolve"),
+    path(
+        "audience/merge-requests/<int:pk>/resolve/", views.merge_request_resolve, name="merge_request_resolve"
+    ),
 ]

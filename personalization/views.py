@@ -64,8 +64,6 @@ def profile_list(request):
     return render(request, "personalization/profile_list.html", {"page": page, "q": query})
 
 
-
-
 # --- Audience: customer 360, privacy, zero-party quiz, write keys, merge requests -------------
 
 import json  # noqa: E402
@@ -135,7 +133,9 @@ def profile_delete(request, pk: int):
     profile = get_object_or_404(Profile, pk=pk)
     if request.method == "POST":
         log = profiles.profile_delete(profile=profile, deleted_by=request.user)
-        messages.success(request, f"Profile deleted ({log.counts.get('events', 0)} events). Logged as {log.id_hash[:12]}….")
+        messages.success(
+            request, f"Profile deleted ({log.counts.get('events', 0)} events). Logged as {log.id_hash[:12]}…."
+        )
         return redirect("personalization:profile_list")
     counts = {"events": profile.events.count(), "anonymous_ids": profile.anonymous_ids.count()}
     return render(request, "personalization/profile_delete.html", {"profile": profile, "counts": counts})
@@ -178,7 +178,9 @@ def write_keys(request):
             messages.error(request, "Name the source that will use the key.")
         else:
             write_key, new_key = tracking.write_key_create(source_name=name, created_by=request.user)
-            messages.success(request, f"Write key created for {write_key.source}. Copy it now: it is shown once.")
+            messages.success(
+                request, f"Write key created for {write_key.source}. Copy it now: it is shown once."
+            )
     keys = WriteKey.objects.select_related("source", "created_by")
     return render(request, "personalization/write_keys.html", {"keys": keys, "new_key": new_key})
 
@@ -214,4 +216,3 @@ def merge_request_resolve(request, pk: int):
     else:
         messages.success(request, "Profiles merged." if approve else "Request dismissed.")
     return redirect("personalization:merge_requests")
-

@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from catalog.models import Item, ItemTag, Tag
+from personalization.interactions import interactions_rebuild
 from personalization.models import AnonymousId, Event, Profile, Source
 
 SOURCE_NAME = "demo"
@@ -1293,6 +1294,8 @@ def demo_seed(
                     return {"skipped": True}
                 raise DemoDataError(refusal)
             counts = demo_load(data=data, stdout=stdout)
+            counts["interactions"] = interactions_rebuild()
+            counts["recommenders"] = demo_recommenders_ensure()
     except IntegrityError:
         if if_empty and Item.objects.exists():
             return {"skipped": True}
@@ -1304,3 +1307,56 @@ def demo_seed(
         "generate_seconds": round(generated - started, 2),
         "load_seconds": round(finished - generated, 2),
     }
+
+
+# Demo recommenders and placements: one per algorithm, so every page has something to show.
+DEMO_RECOMMENDERS = [
+    ("trending", "trending", {}, 6, "What is hot this week: popularity with a 7-day half-life."),
+    ("popularity", "popularity", {}, 24, "All-time popularity: the baseline every model must beat."),
+    ("item-knn", "item_knn", {}, 24, "People who watched this also watched: cosine item-kNN."),
+    ("ease", "ease", {"l2": 300}, 24, "EASE: a closed-form linear model, strong on implicit feedback."),
+    ("als", "als", {"factors": 32, "iterations": 10}, 24, "Matrix factorisation with implicit ALS."),
+    ("content", "content", {}, 24, "Content-based on tags and descriptions; serves cold starts."),
+    (
+        "hybrid",
+        "hybrid",
+        {"blend": {"ease": 0.5, "item_knn": 0.3, "content": 0.2}},
+        24,
+        "EASE, item-kNN and content blended.",
+    ),
+]
+DEMO_PLACEMENTS = [
+    ("home", "Home: top picks", "hybrid", ["trending"], 12, 0.2),
+    ("because-you-watched", "Because you watched", "item-knn", ["content", "trending"], 10, 0.0),
+    ("email-picks", "Weekly email picks", "ease", ["trending"], 5, 0.4),
+]
+
+
+def demo_recommenders_ensure() -> int:
+    """Create the demo recommenders and placements that do not exist yet. Idempotent."""
+    from personalization.models import Placement, Recommender
+
+    created = 0
+    for name, algorithm, params, hours, description in DEMO_RECOMMENDERS:
+        _, was_created = Recommender.objects.get_or_create(
+            name=name,
+            defaults={
+                "algorithm": algorithm,
+                "params": params,
+                "retrain_every_hours": hours,
+                "description": description,
+            },
+        )
+        created += was_created
+    for key, label, recommender, fallbacks, k, diversity in DEMO_PLACEMENTS:
+        Placement.objects.get_or_create(
+            key=key,
+            defaults={
+                "name": label,
+                "recommender": Recommender.objects.get(name=recommender),
+                "fallbacks": fallbacks,
+                "k": k,
+                "diversity": diversity,
+            },
+        )
+    return created

@@ -20,6 +20,7 @@ ROLE_CHANGES: dict[str, list[tuple[str, str]]] = {
     "Marketer": [
         ("personalization", "recommender"),
         ("personalization", "trainingrun"),
+        ("personalization", "placement"),
         ("experiments", "experiment"),
         ("experiments", "variant"),
     ],

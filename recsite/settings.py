@@ -294,6 +294,8 @@ CELERY_BEAT_SCHEDULE = {
 # A running training run that has not reported progress for this long is marked failed.
 TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 3600)
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
+# Fitted models kept in memory per web process (least recently used are dropped).
+SERVING_MODELS_PER_PROCESS = env_int("SERVING_MODELS_PER_PROCESS", 8)
 # The recommender used when a request names none.
 DEFAULT_RECOMMENDER = os.environ.get("DEFAULT_RECOMMENDER", "trending")
 # Experiments: CUPED uses each profile's behaviour in this many days before its first exposure.
@@ -304,6 +306,8 @@ EXPERIMENTS_SEQUENTIAL_TUNING_N = env_int("EXPERIMENTS_SEQUENTIAL_TUNING_N", 500
 EXPERIMENTS_TARGET_MDE = float(os.environ.get("EXPERIMENTS_TARGET_MDE") or 0.05)
 # Dotted path to f(profile_id, segment_ids) -> bool for segment targeting; empty = none yet.
 EXPERIMENTS_SEGMENT_RESOLVER = os.environ.get("EXPERIMENTS_SEGMENT_RESOLVER", "")
+# PostgreSQL work_mem for the analysis transaction (e.g. "256MB"); empty keeps the server's.
+EXPERIMENTS_ANALYSIS_WORK_MEM = os.environ.get("EXPERIMENTS_ANALYSIS_WORK_MEM", "256MB")
 
 # Behavioural data (docs/tracking.md). Request limits of the tracking API, in bytes.
 TRACKING_MAX_EVENT_BYTES = env_int("TRACKING_MAX_EVENT_BYTES", 32 * 1024)

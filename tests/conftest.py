@@ -70,5 +70,8 @@ def _fresh_cache():
     """Each test starts with an empty cache (ids restart in a new test database)."""
     from django.core.cache import cache
 
+    from personalization import serving
+
     cache.clear()
+    serving._LOADED.clear()  # run ids restart in each test's database
     yield

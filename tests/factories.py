@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from catalog.models import Item
+from personalization.interactions import interactions_rebuild
 from personalization.models import Event, Profile, Recommender, Source
 
 
@@ -31,7 +32,7 @@ def events(
     step = step or timedelta(minutes=10)
     start = start or timezone.now() - step * (len(rows) + 1)
     offset = Event.objects.count()
-    return Event.objects.bulk_create(
+    created = Event.objects.bulk_create(
         [
             Event(
                 source=source,
@@ -46,6 +47,9 @@ def events(
             for n, (profile, item, kind) in enumerate(rows)
         ]
     )
+    # Keep the interaction table in step, as ingestion does.
+    interactions_rebuild(profile_ids={profile.pk for profile, _, _ in rows})
+    return created
 
 
 def trending(**params) -> Recommender:

@@ -1,3 +1,5 @@
+import json
+
 from django import template
 
 register = template.Library()
@@ -13,3 +15,9 @@ def pct(value, signed: bool = True) -> str:
     except (TypeError, ValueError):
         return ""
     return f"{number:+.1f}%" if signed else f"{number:.0f}%"
+
+
+@register.filter
+def as_json(value) -> str:
+    """A payload as the JSON the API returns (autoescaped by the template)."""
+    return json.dumps(value, sort_keys=True)

@@ -51,12 +51,16 @@ def test_the_item_list_runs_a_fixed_number_of_queries_whatever_the_page_size(
 
 def test_editors_create_update_and_deactivate_items(client_as, db):
     client = client_as("editor")
-    created = client.post("/api/v1/items", {"external_id": "n1", "title": "New"}, content_type="application/json")
+    created = client.post(
+        "/api/v1/items", {"external_id": "n1", "title": "New"}, content_type="application/json"
+    )
     assert created.status_code == 201
     patched = client.patch("/api/v1/items/n1", {"title": "Renamed"}, content_type="application/json")
     assert patched.json()["title"] == "Renamed"
     assert client.post("/api/v1/items/n1/deactivate").json()["active"] is False
-    duplicate = client.post("/api/v1/items", {"external_id": "n1", "title": "x"}, content_type="application/json")
+    duplicate = client.post(
+        "/api/v1/items", {"external_id": "n1", "title": "x"}, content_type="application/json"
+    )
     assert duplicate.status_code == 400
     assert duplicate.json()["field"] == "external_id"
 
@@ -67,7 +71,9 @@ def test_other_roles_read_but_cannot_write(client_as, tagged, persona):
     assert client.get("/api/v1/items/m000").status_code == 200
     assert client.get("/api/v1/taxonomy").status_code == 200
     assert client.post("/api/v1/items", {"external_id": "n", "title": "t"}).status_code == 403
-    assert client.patch("/api/v1/items/m000", {"title": "x"}, content_type="application/json").status_code == 403
+    assert (
+        client.patch("/api/v1/items/m000", {"title": "x"}, content_type="application/json").status_code == 403
+    )
     assert client.post("/api/v1/items/m000/tags", {"tag": "mood/dark"}).status_code == 403
     assert client.post("/api/v1/items/m000/deactivate").status_code == 403
     assert "error" in client.post("/api/v1/items/m000/deactivate").json()
@@ -139,7 +145,8 @@ def test_every_catalog_endpoint_is_in_the_openapi_schema(client, db):
     schema = client.get("/api/schema/").content.decode()
     for path in (
         "/api/v1/items:", "/api/v1/items/{external_id}:", "/api/v1/items/{external_id}/deactivate:",
-        "/api/v1/items/{external_id}/tags:", "/api/v1/items/{external_id}/tags/{tag_path}:", "/api/v1/taxonomy:",
+        "/api/v1/items/{external_id}/tags:", "/api/v1/items/{external_id}/tags/{tag_path}:",
+        "/api/v1/taxonomy:",
         "/api/v1/suggestions:", "/api/v1/suggestions/{id}/accept:", "/api/v1/suggestions/{id}/reject:",
     ):  # fmt: skip
         assert path in schema, path

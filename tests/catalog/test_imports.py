@@ -27,11 +27,16 @@ def export(fmt: str = "csv", kind: str = "items") -> str:
 
 
 def test_an_import_creates_items_and_missing_tags_then_upserts_by_external_id(db):
-    counts = apply(HEADER + 'a1,Steel,"Robots, pilots",movie,Genre > Anime > Mecha|Mood > Dark,2019-05-01,,true\n')
+    counts = apply(
+        HEADER + 'a1,Steel,"Robots, pilots",movie,Genre > Anime > Mecha|Mood > Dark,2019-05-01,,true\n'
+    )
     assert counts["created"] == 1 and counts["tags_created"] == 5
     item = Item.objects.get(external_id="a1")
     assert item.release_date.isoformat() == "2019-05-01"
-    assert sorted(item.item_tags.values_list("tag__slug_path", flat=True)) == ["genre/anime/mecha", "mood/dark"]
+    assert sorted(item.item_tags.values_list("tag__slug_path", flat=True)) == [
+        "genre/anime/mecha",
+        "mood/dark",
+    ]
     counts = apply(HEADER + "a1,Steel II,,series,Mood > Dark,,,false\n")
     assert (counts["created"], counts["updated"], counts["item_tags_removed"]) == (0, 1, 1)
     item.refresh_from_db()
@@ -123,7 +128,10 @@ def test_utf_8_with_a_bom_is_accepted(db):
     ("data", "message"),
     [
         ("external_id,title\na1,x\n".encode("utf-16"), "UTF-16"),
-        ("external_id,title\na1,“smart quotes”\n".encode("cp1252"), "line 2: the file is neither UTF-8 nor Latin-1"),
+        (
+            "external_id,title\na1,“smart quotes”\n".encode("cp1252"),
+            "line 2: the file is neither UTF-8 nor Latin-1",
+        ),
     ],
 )
 def test_other_encodings_are_a_clear_error(db, data, message):
@@ -138,13 +146,18 @@ def test_files_over_the_size_limit_are_refused(db, settings):
 
 
 def test_json_items_are_imported_with_tag_lists(db):
-    apply(json.dumps([{"external_id": "j1", "title": "J", "tags": ["Genre > Drama"], "active": False}]), filename="x.json")
+    apply(
+        json.dumps([{"external_id": "j1", "title": "J", "tags": ["Genre > Drama"], "active": False}]),
+        filename="x.json",
+    )
     item = Item.objects.get()
     assert item.active is False and item.item_tags.get().tag.slug_path == "genre/drama"
 
 
 def test_json_errors_are_numbered_by_entry(db):
-    result = plan(json.dumps([{"external_id": "j1", "title": "J"}, {"external_id": "j2"}, 3]), filename="x.json")
+    result = plan(
+        json.dumps([{"external_id": "j1", "title": "J"}, {"external_id": "j2"}, 3]), filename="x.json"
+    )
     assert [(e.line, e.field) for e in result.errors] == [(2, "title"), (3, None)]
 
 
@@ -193,7 +206,9 @@ def test_the_command_line_import_supports_dry_run_and_strict(db, tmp_path):
     assert json.loads((tmp_path / "out.json").read_text())[0]["tags"] == ["Mood > Dark"]
 
 
-def test_a_large_import_runs_on_a_worker_and_reports_progress(client_as, settings, django_capture_on_commit_callbacks):
+def test_a_large_import_runs_on_a_worker_and_reports_progress(
+    client_as, settings, django_capture_on_commit_callbacks
+):
     from catalog.models import ImportJob
 
     settings.CATALOG_IMPORT_INLINE_ROWS = 1
@@ -219,7 +234,9 @@ MOVIELENS = SHARED_DATA / "ml-latest-small"
 @pytest.mark.movielens
 def test_movielens_imports_movies_genres_themes_and_ratings_idempotently(db):
     if not (MOVIELENS / "movies.csv").exists():
-        pytest.skip(f"MovieLens data not found at {MOVIELENS}; download ml-latest-small there to run this test.")
+        pytest.skip(
+            f"MovieLens data not found at {MOVIELENS}; download ml-latest-small there to run this test."
+        )
     from personalization.models import Event
 
     counts = imports.movielens_import(directory=MOVIELENS)

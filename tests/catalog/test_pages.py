@@ -9,7 +9,9 @@ from catalog.models import ImportJob, Item, ItemTag, ItemTagChange, Tag, TagSugg
 
 def test_an_editor_creates_a_tag_on_the_taxonomy_page_and_sees_it_in_the_tree(client_as, taxonomy):
     client = client_as("editor")
-    response = client.post(reverse("catalog:tag_create"), {"name": "Isekai", "parent": taxonomy["anime"].pk}, follow=True)
+    response = client.post(
+        reverse("catalog:tag_create"), {"name": "Isekai", "parent": taxonomy["anime"].pk}, follow=True
+    )
     assert "Created Genre &gt; Anime &gt; Isekai" in response.content.decode()
     assert Tag.objects.get(slug_path="genre/anime/isekai")
     html = client.get(reverse("catalog:taxonomy")).content.decode()
@@ -17,7 +19,9 @@ def test_an_editor_creates_a_tag_on_the_taxonomy_page_and_sees_it_in_the_tree(cl
 
 
 def test_a_duplicate_tag_name_is_a_form_error_not_a_crash(client_as, taxonomy):
-    response = client_as("editor").post(reverse("catalog:tag_create"), {"name": "Comedy", "parent": taxonomy["genre"].pk})
+    response = client_as("editor").post(
+        reverse("catalog:tag_create"), {"name": "Comedy", "parent": taxonomy["genre"].pk}
+    )
     assert response.status_code == 400
     assert "already exists under Genre" in response.content.decode()
 
@@ -35,13 +39,16 @@ def test_renaming_with_a_stale_version_shows_a_clear_message_and_keeps_the_other
 def test_moving_a_tag_below_its_own_child_is_a_form_error(client_as, taxonomy):
     anime = taxonomy["anime"]
     response = client_as("editor").post(
-        reverse("catalog:tag_move", args=[anime.pk]), {"parent": taxonomy["mecha"].pk, "version": anime.version}
+        reverse("catalog:tag_move", args=[anime.pk]),
+        {"parent": taxonomy["mecha"].pk, "version": anime.version},
     )
     assert response.status_code == 400
     assert "cannot move below itself" in response.content.decode()
 
 
-def test_the_delete_page_lists_what_will_be_untagged_and_needs_a_confirmation(client_as, taxonomy, catalog_items):
+def test_the_delete_page_lists_what_will_be_untagged_and_needs_a_confirmation(
+    client_as, taxonomy, catalog_items
+):
     services.item_tag_add(item=catalog_items[0], tag=taxonomy["mecha"])
     client = client_as("editor")
     url = reverse("catalog:tag_delete", args=[taxonomy["anime"].pk])
@@ -96,13 +103,19 @@ def test_bulk_tagging_adds_and_removes_a_tag_on_the_selected_items(client_as, ta
     ids = [i.pk for i in catalog_items[:3]]
     client.post(reverse("catalog:items_bulk_tag"), {"items": ids, "tag": "Mood > Dark", "action": "add"})
     assert ItemTag.objects.filter(tag=taxonomy["dark"]).count() == 3
-    client.post(reverse("catalog:items_bulk_tag"), {"items": ids[:2], "tag": "Mood > Dark", "action": "remove"})
+    client.post(
+        reverse("catalog:items_bulk_tag"), {"items": ids[:2], "tag": "Mood > Dark", "action": "remove"}
+    )
     assert list(ItemTag.objects.filter(tag=taxonomy["dark"]).values_list("item_id", flat=True)) == [ids[2]]
-    response = client.post(reverse("catalog:items_bulk_tag"), {"tag": "Mood > Dark", "action": "add"}, follow=True)
+    response = client.post(
+        reverse("catalog:items_bulk_tag"), {"tag": "Mood > Dark", "action": "add"}, follow=True
+    )
     assert "Select items first" in response.content.decode()
 
 
-def test_the_queue_lists_items_missing_a_required_facet_and_links_to_the_next(client_as, taxonomy, catalog_items):
+def test_the_queue_lists_items_missing_a_required_facet_and_links_to_the_next(
+    client_as, taxonomy, catalog_items
+):
     a, b, c, d = catalog_items
     for item in (a, b):
         services.item_tag_add(item=item, tag=taxonomy["dark"])

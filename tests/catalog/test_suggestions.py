@@ -130,7 +130,9 @@ def test_training_stores_metrics_an_artifact_and_suggestions_for_untagged_items(
     assert not TagSuggestion.objects.filter(item=learnable[0], tag=taxonomy["mecha"]).exists()
 
 
-def test_a_rejected_suggestion_is_never_suggested_again(learnable, taxonomy, django_capture_on_commit_callbacks):
+def test_a_rejected_suggestion_is_never_suggested_again(
+    learnable, taxonomy, django_capture_on_commit_callbacks
+):
     train(django_capture_on_commit_callbacks)
     suggestion = services.item_suggestions(item=learnable[54])[0]
     services.suggestion_reject(suggestion=suggestion)
@@ -139,7 +141,9 @@ def test_a_rejected_suggestion_is_never_suggested_again(learnable, taxonomy, dja
     assert suggestion.tag not in [s.tag for s in services.item_suggestions(item=learnable[54])]
 
 
-def test_training_with_too_few_tagged_items_fails_with_a_clear_message(taxonomy, django_capture_on_commit_callbacks):
+def test_training_with_too_few_tagged_items_fails_with_a_clear_message(
+    taxonomy, django_capture_on_commit_callbacks
+):
     factories.items(3)
     model = train(django_capture_on_commit_callbacks)
     assert model.status == "failed"
@@ -157,3 +161,15 @@ def test_co_consumption_is_used_when_people_consumed_the_items(learnable, django
     factories.events([(people[n % 5], item, "play") for n, item in enumerate(learnable)])
     model = train(django_capture_on_commit_callbacks)
     assert model.metrics["co_consumption"] is True
+
+
+def test_the_conjugate_gradient_ridge_ranks_like_scikit_learns_exact_ridge():
+    import scipy.sparse as sp
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    features = sp.random(300, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    targets = (rng.random((300, 5)) < 0.3).astype(np.float32)
+    ours = ml.ridge_fit(features, targets, alpha=1.0, iterations=200)
+    exact = Ridge(alpha=1.0, fit_intercept=False, solver="cholesky").fit(features.toarray(), targets).coef_.T
+    assert np.allclose(ours, exact, atol=1e-3)

@@ -70,9 +70,15 @@ def test_merging_moves_item_tags_to_the_survivor_without_duplicates_and_keeps_an
     services.item_tag_add(item=b, tag=taxonomy["comedy"])
     services.item_tag_add(item=b, tag=taxonomy["anime"])
     services.item_tag_add(item=c, tag=taxonomy["anime"])
-    survivor = services.tag_merge(source=taxonomy["comedy"], target=taxonomy["anime"], user=personas["editor"])
+    survivor = services.tag_merge(
+        source=taxonomy["comedy"], target=taxonomy["anime"], user=personas["editor"]
+    )
     assert not Tag.objects.filter(pk=taxonomy["comedy"].pk).exists()
-    assert sorted(ItemTag.objects.filter(tag=survivor).values_list("item_id", flat=True)) == [a.pk, b.pk, c.pk]
+    assert sorted(ItemTag.objects.filter(tag=survivor).values_list("item_id", flat=True)) == [
+        a.pk,
+        b.pk,
+        c.pk,
+    ]
     assert ItemTag.objects.count() == 3
     assert TagAlias.objects.get(slug_path="genre/comedy").tag == survivor
     assert services.tag_resolve(path="Genre > Comedy") == survivor

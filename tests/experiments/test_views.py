@@ -110,6 +110,7 @@ def test_the_report_shows_verdicts_warnings_and_charts(client_as):
     for chart in ("chart-over-time", "chart-lift", "chart-forest", "chart-distribution"):
         assert f'data-plotly="{chart}"' in page
     assert "Export CSV" in page
+    assert "{&quot;arm&quot;: 1}" in page  # payloads are shown as JSON
 
 
 def test_analysts_export_the_results_as_csv_and_marketers_cannot(client_as):
@@ -152,3 +153,20 @@ def test_a_marketer_defines_a_metric_and_gets_told_what_is_missing(client_as):
     }
     assert client.post("/experiments/metrics/new/", data).status_code == 302
     assert "CTR" in client.get("/experiments/metrics/").content.decode()
+
+
+def test_the_edit_form_shows_payloads_as_json_so_a_plain_resubmit_changes_nothing(client_as):
+    exp = builders.experiment(start=True)
+    client = client_as("marketer")
+    page = client.get(f"/experiments/{exp.key}/edit/")
+    formset = page.context["formset"]
+    assert formset.forms[1].initial["payload"] == '{"arm": 1}'
+    data = form_data(Metric.objects.get(), key=exp.key, name="Renamed")
+    for i, v in enumerate(exp.variants.all()):
+        data.update(
+            {f"variants-{i}-key": v.key, f"variants-{i}-name": v.name, f"variants-{i}-weight": v.weight}
+        )
+        data[f"variants-{i}-payload"] = formset.forms[i].initial["payload"]
+    assert client.post(f"/experiments/{exp.key}/edit/", data).status_code == 302
+    exp.refresh_from_db()
+    assert (exp.name, exp.phase) == ("Renamed", 1)

@@ -34,7 +34,9 @@ def send(client, db):
     return post
 
 
-@pytest.mark.parametrize("value", ["anonymous", "Guest", "null", "undefined", "None", "0", "[object Object]", " "])
+@pytest.mark.parametrize(
+    "value", ["anonymous", "Guest", "null", "undefined", "None", "0", "[object Object]", " "]
+)
 def test_placeholder_ids_are_refused_with_a_clear_error(send, value):
     body = send("identify", {"userId": value, "traits": {"plan": "pro"}})
     assert body["field"] == "userId"
@@ -125,7 +127,9 @@ def test_a_merge_calls_the_experiments_hook_when_it_exists(db, monkeypatch):
 
     calls = []
     monkeypatch.setattr(
-        experiment_services, "assignments_merge", lambda *, source, target: calls.append((source.pk, target.pk)) or 2,
+        experiment_services,
+        "assignments_merge",
+        lambda *, source, target: calls.append((source.pk, target.pk)) or 2,
         raising=False,
     )
     a, b = Profile.objects.create(), Profile.objects.create(external_id="u1")

@@ -29,7 +29,10 @@ WEIGHTS = {"complete": 3.0, "play": 1.0, "rate": 1.0, "abandon": -1.0, "dislike"
 def test_each_event_adds_its_configured_weight(settings, kind, value, properties, expected):
     settings.INTERACTION_RATING_MIDPOINT = 3.0
     settings.INTERACTION_EARLY_ABANDON = 0.5
-    assert interactions.event_weight(event_type=kind, value=value, properties=properties, weights=WEIGHTS) == expected
+    assert (
+        interactions.event_weight(event_type=kind, value=value, properties=properties, weights=WEIGHTS)
+        == expected
+    )
 
 
 def test_decay_halves_a_strength_every_half_life():
@@ -56,6 +59,7 @@ def test_a_rebuild_gives_the_same_table_as_incremental_maintenance(db):
         [(people[0], items[0], "complete"), (people[0], items[0], "play"), (people[1], items[1], "dislike"),
          (people[1], items[2], "view"), (people[0], None, "search")]
     )  # fmt: skip
+    Interaction.objects.all().delete()  # the factory keeps the table in step; start empty
     weights = interactions.interaction_weights()
     interactions.interactions_add(
         deltas=interactions.deltas_collect(

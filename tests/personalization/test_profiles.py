@@ -42,7 +42,9 @@ def person(taxonomy):
     ItemTag.objects.create(item=items[2], tag=taxonomy["drama"])
     profile = Profile.objects.create(external_id="u1", traits={"email": "u1@example.com"})
     AnonymousId.objects.create(anonymous_id="dev-1", profile=profile)
-    factories.events([(profile, items[0], "complete"), (profile, items[1], "play"), (profile, items[2], "dislike")])
+    factories.events(
+        [(profile, items[0], "complete"), (profile, items[1], "play"), (profile, items[2], "dislike")]
+    )
     interactions.interactions_rebuild()
     return profile
 
@@ -70,13 +72,17 @@ def test_the_customer_360_page_shows_identities_traits_interests_and_a_filtered_
 def test_declared_preferences_from_the_api_are_stored_and_validated(client_as, taxonomy):
     client = client_as("admin")
     url = "/api/v1/profiles/new-user/preferences"
-    response = client.post(url, {"liked": ["genre/anime"], "disliked": ["mood/dark"]}, content_type="application/json")
+    response = client.post(
+        url, {"liked": ["genre/anime"], "disliked": ["mood/dark"]}, content_type="application/json"
+    )
     assert response.status_code == 200
     assert response.json() == {"liked": ["genre/anime"], "disliked": ["mood/dark"]}
     assert Profile.objects.get(external_id="new-user").declared_preferences.count() == 2
     bad = client.post(url, {"liked": ["genre/nope"]}, content_type="application/json")
     assert (bad.status_code, bad.json()["field"]) == (400, "liked")
-    both = client.post(url, {"liked": ["genre/anime"], "disliked": ["genre/anime"]}, content_type="application/json")
+    both = client.post(
+        url, {"liked": ["genre/anime"], "disliked": ["genre/anime"]}, content_type="application/json"
+    )
     assert both.status_code == 400
     refused = client_as("analyst").post(url, {"liked": []}, content_type="application/json")
     assert refused.status_code == 403
@@ -89,7 +95,10 @@ def test_the_quiz_page_stores_likes_and_dislikes(client_as, person, taxonomy):
     assert "Anime" in page and "Mood" in page
     response = client.post(url, {"liked": ["genre/anime", "genre/drama"], "disliked": ["mood/dark"]})
     assert response.status_code == 302
-    assert profiles.preferences_for(profile=person) == {"liked": ["genre/anime", "genre/drama"], "disliked": ["mood/dark"]}
+    assert profiles.preferences_for(profile=person) == {
+        "liked": ["genre/anime", "genre/drama"],
+        "disliked": ["mood/dark"],
+    }
     client.post(url, {"liked": ["genre/drama"]})
     assert DeclaredPreference.objects.filter(profile=person).count() == 1
 
@@ -114,7 +123,9 @@ def test_deleting_a_profile_removes_all_its_data_and_logs_no_personal_data(clien
     response = client_as("admin").delete("/api/v1/profiles/u1")
     assert response.status_code == 200
     assert not Profile.objects.filter(external_id="u1").exists()
-    assert not Event.objects.exists() and not Interaction.objects.exists() and not AnonymousId.objects.exists()
+    assert (
+        not Event.objects.exists() and not Interaction.objects.exists() and not AnonymousId.objects.exists()
+    )
     assert not MergeRequest.objects.exists()
     log = DeletionLog.objects.get()
     assert log.deleted_by == personas["admin"]

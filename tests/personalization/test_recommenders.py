@@ -275,7 +275,7 @@ TAGS = [["drama", "french"], ["comedy"], ["drama"], ["horror", "gore"], ["comedy
 def test_content_tfidf_vectors_match_scikit_learns_tfidf():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    model = recommenders.content_fit(item_tags=TAGS)
+    model = recommenders.content_fit(item_tags=TAGS, weighting="tfidf")
     docs = [" ".join(tags) for tags in TAGS]
     vectorizer = TfidfVectorizer(token_pattern=r"\S+")
     expected = vectorizer.fit_transform(docs).toarray()
@@ -357,41 +357,6 @@ def test_fallback_chain_fills_the_gaps_of_the_first_model_from_the_next():
     assert sources[0].tolist() == [0] * len(found) + [1] * (2 - len(found)) + [-1]  # only 3 unseen
     assert items[1].tolist() == [0, 1, 2]  # no history: popularity only
     assert sources[1].tolist() == [1, 1, 1]
-
-
-# --- Re-ranking ------------------------------------------------------------------------
-
-
-def test_mmr_keeps_the_order_at_lambda_one_and_skips_near_duplicates_at_lower_lambda():
-    vectors = np.array([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]])
-    candidates = np.array([0, 1, 2])
-    scores = np.array([1.0, 0.95, 0.5])
-    kwargs = {"candidates": candidates, "scores": scores, "item_vectors": vectors, "k": 2}
-    assert recommenders.mmr_rerank(**kwargs, lambda_=1.0).tolist() == [0, 1]
-    assert recommenders.mmr_rerank(**kwargs, lambda_=0.5).tolist() == [0, 2]
-
-
-def test_calibration_brings_the_list_closer_to_the_history_tag_mix():
-    item_tags = sp.csr_matrix(np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=float))
-    history = np.array([0.5, 0.5])
-    kwargs = {"candidates": np.arange(5), "scores": np.array([1.0, 0.9, 0.8, 0.3, 0.2]), "k": 4}
-    plain = recommenders.calibrate_rerank(**kwargs, item_tags=item_tags, history=history, lambda_=0.0)
-    assert plain.tolist() == [0, 1, 2, 3]
-    calibrated = recommenders.calibrate_rerank(**kwargs, item_tags=item_tags, history=history, lambda_=0.9)
-    assert sorted(calibrated.tolist()) == [0, 1, 3, 4]
-
-    def kl_of(items):
-        q = recommenders.tag_distribution(item_tags=item_tags, items=np.array(items))
-        return recommenders.kl_divergence(history, q)
-
-    assert kl_of(calibrated) < kl_of(plain)
-
-
-def test_kl_divergence_uses_stecks_smoothing():
-    p, q = np.array([0.5, 0.5]), np.array([1.0, 0.0])
-    smoothed = 0.99 * q + 0.01 * p
-    expected = sum(pi * np.log(pi / si) for pi, si in zip(p, smoothed, strict=True))
-    assert recommenders.kl_divergence(p, q, alpha=0.01) == pytest.approx(expected)
 
 
 # --- Serving concerns ------------------------------------------------------------------

@@ -36,7 +36,13 @@ def send(client, key):
 
 
 def track(message_id: str, **fields) -> dict:
-    return {"type": "track", "event": "Video Playback Started", "userId": "u1", "messageId": message_id, **fields}
+    return {
+        "type": "track",
+        "event": "Video Playback Started",
+        "userId": "u1",
+        "messageId": message_id,
+        **fields,
+    }
 
 
 def test_a_track_call_stores_the_event_with_its_canonical_type_and_item(send):
@@ -130,7 +136,7 @@ def test_an_oversize_request_gets_413_and_an_oversize_event_is_rejected(send):
     assert "larger than 300 bytes" in body["results"][1]["error"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b""])
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"", b"[" * 100_000 + b"]" * 100_000])
 def test_malformed_json_gets_a_400_json_error(send, raw):
     response = send("batch", None, raw=raw)
     assert response.status_code == 400
@@ -221,9 +227,25 @@ def test_page_calls_are_stored_as_page_events(send):
 def test_profiles_first_and_last_seen_follow_the_event_times(send):
     send(
         "batch",
-        {"batch": [track("t1", timestamp="2026-11-20T10:00:00Z"), track("t2", timestamp="2026-11-10T10:00:00Z")]},
+        {
+            "batch": [
+                track("t1", timestamp="2026-11-20T10:00:00Z"),
+                track("t2", timestamp="2026-11-10T10:00:00Z"),
+            ]
+        },
     )
     send("track", track("t3", timestamp="2026-11-25T10:00:00Z"))
     profile = Profile.objects.get()
     assert profile.first_seen == datetime(2026, 11, 10, 10, tzinfo=UTC)
     assert profile.last_seen == datetime(2026, 11, 25, 10, tzinfo=UTC)
+
+
+def test_a_database_failure_answers_503_json_and_stores_nothing(send, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tracking, "_store", broken)
+    response = send("batch", {"batch": [track("d1")]})
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]
+    assert not Event.objects.exists()

@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from personalization import services
+from personalization import services, serving
 from personalization.models import ModelArtifact, Recommender, TrainingRun
 from tests import factories
 
@@ -41,9 +41,9 @@ def test_a_training_run_fits_evaluates_stores_and_activates_a_model(history):
     assert set(run.timings) >= {"snapshot", "split", "fit", "evaluate", "store"}
     recommender.refresh_from_db()
     assert recommender.active_run_id == run.pk
-    payload = services._artifact_load(run.pk)
-    assert payload["item_ids"][0] == items[0].pk
-    assert items[4].pk not in payload["item_ids"]
+    ranking = [pk for pk, _ in serving.run_load(run.pk).ranking]
+    assert ranking[0] == items[0].pk
+    assert items[4].pk not in ranking
 
 
 def test_a_failed_run_records_the_error_and_leaves_the_active_model_alone(history):

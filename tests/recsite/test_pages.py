@@ -120,7 +120,7 @@ def test_a_marketer_creates_a_recommender_and_gets_form_errors_for_bad_params(cl
     assert "Enter a JSON object" in bad.content.decode()
     ok = client.post(
         reverse("personalization:recommender_create"),
-        {"name": "home", "algorithm": "trending", "params": "{}"},
+        {"name": "home", "algorithm": "trending", "params": "{}", "primary_metric": "ndcg@10"},
     )
     assert ok.status_code == 302
 

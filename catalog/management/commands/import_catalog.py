@@ -16,9 +16,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
-        parser.add_argument("--strict", action="store_true", help="Report unknown tag paths instead of creating them.")
-        parser.add_argument("--dry-run", action="store_true", help="Check the file and print the plan; write nothing.")
-        parser.add_argument("--kind", choices=["items", "taxonomy"], help="Default: detected from the columns.")
+        parser.add_argument(
+            "--strict", action="store_true", help="Report unknown tag paths instead of creating them."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Check the file and print the plan; write nothing."
+        )
+        parser.add_argument(
+            "--kind", choices=["items", "taxonomy"], help="Default: detected from the columns."
+        )
 
     def handle(self, *args, file: Path, strict: bool, dry_run: bool, kind: str | None, **options):
         if not file.exists():
@@ -28,7 +34,8 @@ class Command(BaseCommand):
         except CatalogError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            f"{plan.kind}: {len(plan.rows):,} rows, {plan.to_create:,} to create, {plan.to_update:,} to update, "
+            f"{plan.kind}: {len(plan.rows):,} rows, {plan.to_create:,} to create, "
+            f"{plan.to_update:,} to update, "
             f"{len(plan.new_tags):,} new tags ({plan.encoding})"
         )
         if plan.errors:

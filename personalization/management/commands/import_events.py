@@ -13,10 +13,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
-        parser.add_argument("--source", default="import", help="Source name (message ids are unique per source).")
+        parser.add_argument(
+            "--source", default="import", help="Source name (message ids are unique per source)."
+        )
         parser.add_argument("--format", choices=["csv", "ndjson"], help="Default: from the file extension.")
         parser.add_argument("--strict", action="store_true", help="Stop at the first bad row.")
-        parser.add_argument("--restart", action="store_true", help="Ignore the checkpoint and start at line 1.")
+        parser.add_argument(
+            "--restart", action="store_true", help="Ignore the checkpoint and start at line 1."
+        )
         parser.add_argument("--chunk-size", type=int, default=5000)
 
     def handle(self, *args, file, source, format, strict, restart, chunk_size, **options):
@@ -44,10 +48,12 @@ class Command(BaseCommand):
         except tracking.ImportFailed as exc:
             raise CommandError(f"{exc} (earlier chunks are committed; fix the row and rerun)") from None
         if report.resumed_from:
-            self.stdout.write(f"Resumed after line {report.resumed_from:,} ({report.skipped:,} lines skipped).")
+            self.stdout.write(
+                f"Resumed after line {report.resumed_from:,} ({report.skipped:,} lines skipped)."
+            )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Done: {report.stored:,} stored, {report.duplicates:,} duplicates, {report.rejected:,} rejected "
-                f"in {time.perf_counter() - started:.1f} s."
+                f"Done: {report.stored:,} stored, {report.duplicates:,} duplicates, "
+                f"{report.rejected:,} rejected in {time.perf_counter() - started:.1f} s."
             )
         )
