@@ -489,6 +489,14 @@ def _insert_rows(model, fields: list[str], rows: Iterable[tuple], *, ignore_conf
     )
     preps = _preparers(field_objs)
     count = 0
+    if connection.vendor == "postgresql" and not ignore_conflicts:
+        # COPY streams rows in one statement: executemany would cost a round trip per row.
+        statement = f"COPY {table} ({columns}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(tuple(p(v) for p, v in zip(preps, row, strict=True)))
+                count += 1
+        return count
     with connection.cursor() as cursor:
         for chunk in _chunked(rows, BATCH * 5):
             cursor.executemany(sql, [tuple(p(v) for p, v in zip(preps, row, strict=True)) for row in chunk])

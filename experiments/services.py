@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Min
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from personalization.models import AnonymousId, Event, Profile
+from recsite.services import audit_record
 
 from . import hashing, stats
 from .models import (
@@ -80,7 +82,9 @@ def _transition(experiment: Experiment, *, allowed: Iterable[str], to: str, **fi
 
 
 @transaction.atomic
-def experiment_start(*, experiment: Experiment, now: datetime | None = None) -> Experiment:
+def experiment_start(
+    *, experiment: Experiment, now: datetime | None = None, user: AbstractBaseUser | None = None
+) -> Experiment:
     """draft or paused -> running. The first start opens phase 1."""
     now = now or timezone.now()
     problems = experiment_problems(experiment=experiment)
@@ -95,22 +99,27 @@ def experiment_start(*, experiment: Experiment, now: datetime | None = None) -> 
             number=experiment.phase,
             defaults={"started_at": now, "settings": _phase_settings(experiment), "reason": "Started"},
         )
+    audit_record(actor=user, action="experiment.start", target=experiment)
     return experiment
 
 
-def experiment_pause(*, experiment: Experiment) -> Experiment:
+def experiment_pause(*, experiment: Experiment, user: AbstractBaseUser | None = None) -> Experiment:
     """running -> paused: no new profiles are assigned; existing assignments are kept."""
     _transition(experiment, allowed=[Status.RUNNING], to=Status.PAUSED)
+    audit_record(actor=user, action="experiment.pause", target=experiment)
     return experiment
 
 
 @transaction.atomic
-def experiment_stop(*, experiment: Experiment, now: datetime | None = None) -> Experiment:
+def experiment_stop(
+    *, experiment: Experiment, now: datetime | None = None, user: AbstractBaseUser | None = None
+) -> Experiment:
     now = now or timezone.now()
     _transition(experiment, allowed=[Status.RUNNING, Status.PAUSED], to=Status.STOPPED, ended_at=now)
     Phase.objects.filter(experiment=experiment, number=experiment.phase, ended_at__isnull=True).update(
         ended_at=now
     )
+    audit_record(actor=user, action="experiment.stop", target=experiment)
     return experiment
 
 

@@ -115,7 +115,7 @@ def experiment_transition(request, key: str, action: str):
     if action not in operations:
         return HttpResponse(status=404)
     try:
-        operations[action](experiment=experiment)
+        operations[action](experiment=experiment, user=request.user)
     except services.ExperimentError as exc:
         messages.error(request, str(exc))
     else:

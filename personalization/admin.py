@@ -133,3 +133,22 @@ class DeletionLogAdmin(admin.ModelAdmin):
 @admin.register(ImportCheckpoint)
 class ImportCheckpointAdmin(admin.ModelAdmin):
     list_display = ["key", "line", "stored", "updated_at"]
+
+from .models import Segment, SegmentRefresh  # noqa: E402
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "kind", "size", "last_refreshed_at", "refresh_every_minutes"]
+    list_filter = ["kind"]
+    search_fields = ["name", "key"]
+    readonly_fields = ["size", "last_refreshed_at", "created_at", "updated_at"]
+
+
+@admin.register(SegmentRefresh)
+class SegmentRefreshAdmin(admin.ModelAdmin):
+    list_display = [
+        "segment", "status", "trigger", "started_at", "duration_seconds", "size", "entered", "exited",
+    ]  # fmt: skip
+    list_filter = ["status", "trigger"]
+    list_select_related = ["segment"]

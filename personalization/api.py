@@ -8,7 +8,7 @@ from catalog.models import Item
 from recsite.api import error_response
 from recsite.permissions import has_perms
 
-from . import serving, services
+from . import services, serving
 from .models import Placement, Recommender, TrainingRun
 
 
@@ -35,7 +35,9 @@ class RecommenderSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def validate(self, attrs):
-        algorithm = attrs.get("algorithm") or getattr(self.instance, "algorithm", Recommender.Algorithm.TRENDING)
+        algorithm = attrs.get("algorithm") or getattr(
+            self.instance, "algorithm", Recommender.Algorithm.TRENDING
+        )
         params = attrs.get("params", getattr(self.instance, "params", {}))
         try:
             attrs["params"] = services.recommender_params_clean(algorithm=algorithm, params=params)
@@ -104,7 +106,7 @@ class TrainingRunActivate(APIView):
         request=None,
         responses={200: TrainingRunSerializer},
         summary="Activate a version (or roll back to it)",
-        description="Makes this successful run the recommender's active model. 409 if the run did not succeed.",
+        description="Makes this successful run the recommender's active model; 409 if it did not succeed.",
     )
     def post(self, request, pk: int):
         run = generics.get_object_or_404(TrainingRun.objects.select_related("recommender"), pk=pk)
@@ -200,6 +202,7 @@ class Recommendations(APIView):
                     "recommender": serializers.CharField(),
                     "version": serializers.IntegerField(),
                     "placement": serializers.CharField(allow_null=True),
+                    "experiment": serializers.DictField(allow_null=True),
                     "user_id": serializers.CharField(allow_null=True),
                     "known_profile": serializers.BooleanField(),
                     "results": RecommendationItemSerializer(many=True),
@@ -246,6 +249,7 @@ class Recommendations(APIView):
                 "recommender": served.recommender.name,
                 "version": served.recommender.active_run.version,
                 "placement": served.placement.key if served.placement else None,
+                "experiment": served.experiment,
                 "user_id": data.get("user_id"),
                 "known_profile": served.profile is not None,
                 "results": RecommendationItemSerializer(served.results, many=True).data,
@@ -273,11 +277,15 @@ class SimilarItems(APIView):
         item = generics.get_object_or_404(Item, external_id=external_id)
         try:
             results = serving.similar_items_get(
-                item=item, k=query.validated_data["k"], recommender_name=query.validated_data.get("recommender")
+                item=item,
+                k=query.validated_data["k"],
+                recommender_name=query.validated_data.get("recommender"),
             )
         except serving.ServingError as exc:
             return error_response(str(exc), field=exc.field, status_code=exc.status)
-        return Response({"item": item.external_id, "results": RecommendationItemSerializer(results, many=True).data})
+        return Response(
+            {"item": item.external_id, "results": RecommendationItemSerializer(results, many=True).data}
+        )
 
 
 class HomeQuery(serializers.Serializer):
@@ -315,12 +323,18 @@ class Home(APIView):
         query = HomeQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
-        rows = serving.home_rows(user_id=data.get("user_id"), anonymous_id=data.get("anonymous_id"), k=data["k"])
+        rows = serving.home_rows(
+            user_id=data.get("user_id"), anonymous_id=data.get("anonymous_id"), k=data["k"]
+        )
         return Response(
             {
                 "user_id": data.get("user_id"),
                 "rows": [
-                    {"key": r.key, "title": r.title, "results": RecommendationItemSerializer(r.results, many=True).data}
+                    {
+                        "key": r.key,
+                        "title": r.title,
+                        "results": RecommendationItemSerializer(r.results, many=True).data,
+                    }
                     for r in rows
                 ],
             }
@@ -669,3 +683,220 @@ class ProfileDelete(APIView):
     def delete(self, request, user_id: str):
         log = profile_services.profile_delete(profile=_profile_or_404(user_id), deleted_by=request.user)
         return Response({"deleted": True, "id_hash": log.id_hash, "counts": log.counts})
+
+
+# --- Segments ----------------------------------------------------------------------------------
+
+from . import segments as segment_services  # noqa: E402
+from .models import Segment, SegmentRefresh  # noqa: E402
+
+SEGMENT_RULE_EXAMPLE = {
+    "version": 1,
+    "root": {
+        "op": "and",
+        "not": False,
+        "conditions": [
+            {
+                "kind": "performed",
+                "event": "play",
+                "item_tag": "genre/anime",
+                "count_op": "at_least",
+                "count": 3,
+                "last_days": 30,
+            },
+            {"kind": "not_performed", "event": "play", "last_days": 7},
+        ],
+    },
+}
+
+
+class RuleField(serializers.JSONField):
+    """A segment rule; validation errors name the part of the rule (``rule.root.conditions[1].value``)."""
+
+
+def _rule_error(exc: segment_services.RuleError):
+    return error_response(f"rule.{exc.path}: {exc.message}", field=f"rule.{exc.path}")
+
+
+class SegmentRefreshSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SegmentRefresh
+        fields = [
+            "id", "status", "trigger", "started_at", "finished_at", "duration_seconds", "size", "entered",
+            "exited", "error",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    rule = RuleField(required=False)
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id", "key", "name", "description", "kind", "rule", "refresh_every_minutes", "size",
+            "last_refreshed_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["size", "last_refreshed_at", "created_at"]
+
+    def validate(self, attrs):
+        kind = attrs.get("kind", Segment.Kind.DYNAMIC)
+        if kind == Segment.Kind.DYNAMIC:
+            try:
+                segment_services.rule_validate(attrs.get("rule"))
+            except segment_services.RuleError as exc:
+                raise serializers.ValidationError({f"rule.{exc.path}": [exc.message]}) from None
+        return attrs
+
+
+class SegmentList(generics.ListCreateAPIView):
+    """List segments or create one; a new dynamic segment is refreshed by a worker right away."""
+
+    queryset = Segment.objects.order_by("name", "pk")
+    serializer_class = SegmentSerializer
+
+    @extend_schema(
+        summary="Create a segment",
+        tags=["segments"],
+        examples=[
+            OpenApiExample(
+                "anime fans going quiet",
+                value={"key": "anime-quiet", "name": "Anime fans going quiet", "rule": SEGMENT_RULE_EXAMPLE},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "invalid rule",
+                value={
+                    "error": "rule.root.conditions[0].event: must be one of view, play, ...",
+                    "field": "rule.root.conditions[0].event",
+                    "details": {},
+                },
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    @extend_schema(summary="List segments", tags=["segments"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def perform_create(self, serializer):
+        from django.db import transaction
+
+        from . import tasks
+
+        segment = serializer.save(created_by=self.request.user)
+        if segment.kind == Segment.Kind.DYNAMIC:
+            transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "api"))
+
+
+class SegmentMembers(generics.ListAPIView):
+    """Current members of a segment, paginated."""
+
+    permission_classes = [has_perms("personalization.view_segment", "personalization.view_profile")]
+
+    @extend_schema(
+        summary="Current members of a segment",
+        tags=["segments"],
+        responses={
+            200: inline_serializer(
+                "SegmentMember",
+                {
+                    "profile_id": serializers.IntegerField(),
+                    "user_id": serializers.CharField(allow_null=True),
+                    "entered_at": serializers.DateTimeField(),
+                },
+            )
+        },
+        examples=[
+            OpenApiExample(
+                "members",
+                value={"profile_id": 42, "user_id": "u-42", "entered_at": "2026-06-01T12:00:00Z"},
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request, pk: int):
+        segment = generics.get_object_or_404(Segment, pk=pk)
+        rows = (
+            segment.memberships.filter(exited_at__isnull=True)
+            .order_by("profile_id")
+            .values("profile_id", "profile__external_id", "entered_at")
+        )
+        page = self.paginate_queryset(rows)
+        data = [
+            {
+                "profile_id": r["profile_id"],
+                "user_id": r["profile__external_id"],
+                "entered_at": r["entered_at"],
+            }
+            for r in page
+        ]
+        return self.get_paginated_response(data)
+
+
+class SegmentRefreshStart(APIView):
+    permission_classes = [has_perms("personalization.change_segment")]
+
+    @extend_schema(
+        request=None,
+        responses={202: OpenApiTypes.OBJECT},
+        summary="Refresh a segment now",
+        description="Queues a refresh on the default worker queue. 409 when one is already running.",
+        tags=["segments"],
+        examples=[OpenApiExample("queued", value={"segment": 3, "queued": True}, response_only=True)],
+    )
+    def post(self, request, pk: int):
+        from django.db import transaction
+
+        from . import tasks
+
+        segment = generics.get_object_or_404(Segment, pk=pk)
+        if segment.kind != Segment.Kind.DYNAMIC:
+            return error_response("Only dynamic segments are refreshed.", field="kind")
+        if segment.refreshes.filter(status=SegmentRefresh.Status.RUNNING).exists():
+            return error_response(
+                "A refresh of this segment is already running.",
+                field="segment",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "api"))
+        return Response({"segment": segment.pk, "queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+class SegmentEstimate(APIView):
+    permission_classes = [has_perms("personalization.view_segment")]
+
+    @extend_schema(
+        request=inline_serializer("SegmentEstimateRequest", {"rule": serializers.JSONField()}),
+        responses={200: inline_serializer("SegmentEstimate", {"size": serializers.IntegerField()})},
+        summary="Count the profiles a rule matches now",
+        description="Used by the rule builder while editing. Errors name the part of the rule.",
+        tags=["segments"],
+        examples=[
+            OpenApiExample("rule", value={"rule": SEGMENT_RULE_EXAMPLE}, request_only=True),
+            OpenApiExample("size", value={"size": 318}, response_only=True),
+        ],
+    )
+    def post(self, request):
+        try:
+            size = segment_services.segment_estimate(rule=request.data.get("rule"))
+        except segment_services.RuleError as exc:
+            return _rule_error(exc)
+        return Response({"size": size})
+
+
+class ProfileSegments(APIView):
+    permission_classes = [has_perms("personalization.view_segment", "personalization.view_profile")]
+
+    @extend_schema(
+        responses={200: SegmentSerializer(many=True)},
+        summary="Segments a profile is in now",
+        tags=["segments"],
+    )
+    def get(self, request, user_id: str):
+        profile = _profile_or_404(user_id)
+        return Response(SegmentSerializer(segment_services.profile_segments(profile=profile), many=True).data)

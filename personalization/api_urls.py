@@ -9,7 +9,9 @@ urlpatterns = [
     path("recommenders/<int:pk>/train", api.RecommenderTrain.as_view(), name="api_recommender_train"),
     path("training-runs", api.TrainingRunList.as_view(), name="api_training_run_list"),
     path("training-runs/<int:pk>", api.TrainingRunDetail.as_view(), name="api_training_run_detail"),
-    path("training-runs/<int:pk>/activate", api.TrainingRunActivate.as_view(), name="api_training_run_activate"),
+    path(
+        "training-runs/<int:pk>/activate", api.TrainingRunActivate.as_view(), name="api_training_run_activate"
+    ),
     path("placements", api.PlacementList.as_view(), name="api_placement_list"),
     path("placements/<slug:key>", api.PlacementDetail.as_view(), name="api_placement_detail"),
     path("items/<str:external_id>/similar", api.SimilarItems.as_view(), name="api_similar_items"),
@@ -26,5 +28,13 @@ urlpatterns += [
         "profiles/<str:user_id>/preferences", api.ProfilePreferences.as_view(), name="api_profile_preferences"
     ),
     path("profiles/<str:user_id>/export", api.ProfileExport.as_view(), name="api_profile_export"),
+    path("profiles/<str:user_id>/segments", api.ProfileSegments.as_view(), name="api_profile_segments"),
     path("profiles/<str:user_id>", api.ProfileDelete.as_view(), name="api_profile_delete"),
+]
+
+urlpatterns += [
+    path("segments", api.SegmentList.as_view(), name="api_segment_list"),
+    path("segments/estimate", api.SegmentEstimate.as_view(), name="api_segment_estimate"),
+    path("segments/<int:pk>/members", api.SegmentMembers.as_view(), name="api_segment_members"),
+    path("segments/<int:pk>/refresh", api.SegmentRefreshStart.as_view(), name="api_segment_refresh"),
 ]

@@ -85,3 +85,66 @@ def tag_affinities(rows: Iterable[tuple[str, str, float]]) -> dict:
     layout = {**LAYOUT, "hovermode": "closest", "margin": {**LAYOUT["margin"], "l": 200}}
     fig.update_layout(**layout, xaxis_title="interaction strength", height=max(260, 28 * count + 90))
     return figure_dict(fig)
+
+
+# One colour per recommender algorithm, the same on every page.
+ALGORITHM_COLOURS = {
+    "trending": "#f59e0b",
+    "popularity": "#9aa5b1",
+    "item_knn": "#3b82f6",
+    "ease": "#10b981",
+    "als": "#8b5cf6",
+    "content": "#ec4899",
+    "hybrid": "#0ea5e9",
+}
+
+
+def recommender_comparison(
+    rows: list[dict], *, metrics: tuple[str, ...] = ("ndcg@10", "recall@10", "precision@10")
+) -> dict:
+    """Grouped bars: each recommender's active version on the main accuracy metrics.
+
+    ``rows``: [{"name", "algorithm", "metrics": {...}}]."""
+    fig = go.Figure()
+    for row in rows:
+        fig.add_bar(
+            name=row["name"],
+            x=list(metrics),
+            y=[row["metrics"].get(m) for m in metrics],
+            marker_color=ALGORITHM_COLOURS.get(row["algorithm"], "#64748b"),
+        )
+    fig.update_layout(**LAYOUT, barmode="group", height=320, yaxis_title="offline metric (higher is better)")
+    return figure_dict(fig)
+
+
+def accuracy_vs_coverage(rows: list[dict]) -> dict:
+    """Scatter of nDCG@10 against catalog coverage, one point per recommender version."""
+    fig = go.Figure()
+    for row in rows:
+        fig.add_scatter(
+            x=[row["metrics"].get("coverage")],
+            y=[row["metrics"].get("ndcg@10")],
+            mode="markers+text",
+            text=[row["label"]],
+            textposition="top center",
+            name=row["label"],
+            marker={"size": 12, "color": ALGORITHM_COLOURS.get(row["algorithm"], "#64748b")},
+            showlegend=False,
+        )
+    layout = {**LAYOUT, "hovermode": "closest"}
+    fig.update_layout(**layout, height=320, xaxis_title="catalog coverage", yaxis_title="nDCG@10")
+    return figure_dict(fig)
+
+
+def metric_history(runs: list[dict], *, metric: str = "ndcg@10") -> dict:
+    """A recommender's primary metric across its successful versions."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[f"v{r['version']}" for r in runs],
+        y=[r["metrics"].get(metric) for r in runs],
+        mode="lines+markers",
+        name=metric,
+        marker_color="#4f46e5",
+    )
+    fig.update_layout(**LAYOUT, height=260, yaxis_title=metric)
+    return figure_dict(fig)

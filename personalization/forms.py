@@ -1,15 +1,21 @@
 from django import forms
 
-from . import services
-from .models import Placement, Recommender
+from . import segments, services
+from .models import Placement, Recommender, Segment
 
 
 class RecommenderForm(forms.ModelForm):
     class Meta:
         model = Recommender
         fields = [
-            "name", "description", "algorithm", "params", "retrain_every_hours", "primary_metric", "auto_activate",
-        ]  # fmt: skip
+            "name",
+            "description",
+            "algorithm",
+            "params",
+            "retrain_every_hours",
+            "primary_metric",
+            "auto_activate",
+        ]
         help_texts = {"params": "A JSON object; {} uses the defaults listed beside the form."}
 
     def clean(self):
@@ -17,7 +23,9 @@ class RecommenderForm(forms.ModelForm):
         algorithm = cleaned.get("algorithm")
         if algorithm and "params" in cleaned:
             try:
-                cleaned["params"] = services.recommender_params_clean(algorithm=algorithm, params=cleaned["params"])
+                cleaned["params"] = services.recommender_params_clean(
+                    algorithm=algorithm, params=cleaned["params"]
+                )
             except forms.ValidationError as exc:
                 self.add_error("params", exc)
         return cleaned
@@ -27,9 +35,18 @@ class PlacementForm(forms.ModelForm):
     class Meta:
         model = Placement
         fields = [
-            "key", "name", "recommender", "fallbacks", "k", "include_tags", "exclude_tags", "kinds",
-            "exclude_consumed", "diversity", "segment_overrides",
-        ]  # fmt: skip
+            "key",
+            "name",
+            "recommender",
+            "fallbacks",
+            "k",
+            "include_tags",
+            "exclude_tags",
+            "kinds",
+            "exclude_consumed",
+            "diversity",
+            "segment_overrides",
+        ]
 
     def clean_fallbacks(self):
         names = self.cleaned_data["fallbacks"] or []
@@ -54,3 +71,35 @@ class PlacementForm(forms.ModelForm):
 
     def clean_kinds(self):
         return self._clean_list("kinds")
+
+
+class SegmentForm(forms.ModelForm):
+    """Name, schedule and rule (the rule builder keeps the JSON in a hidden field)."""
+
+    rule = forms.JSONField(required=False, widget=forms.HiddenInput)
+    upload = forms.FileField(
+        required=False, label="User ids (CSV)", help_text="Static segments: one user id per line."
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["name", "key", "description", "kind", "refresh_every_minutes", "rule"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [
+            (Segment.Kind.DYNAMIC, "Dynamic (rules)"),
+            (Segment.Kind.STATIC, "Static (uploaded list)"),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") == Segment.Kind.DYNAMIC:
+            try:
+                segments.rule_validate(data.get("rule"), segment_id=self.instance.pk)
+            except segments.RuleError as exc:
+                self.add_error("rule", f"{exc.path}: {exc.message}")
+        else:
+            data["rule"] = {}
+        return data

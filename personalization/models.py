@@ -264,7 +264,9 @@ class Placement(models.Model):
     )
     k = models.PositiveSmallIntegerField(default=10)
     include_tags = models.JSONField(default=list, blank=True, help_text="Tag paths; items must carry one.")
-    exclude_tags = models.JSONField(default=list, blank=True, help_text="Tag paths; items carrying one are left out.")
+    exclude_tags = models.JSONField(
+        default=list, blank=True, help_text="Tag paths; items carrying one are left out."
+    )
     kinds = models.JSONField(default=list, blank=True, help_text="Item kinds allowed; empty for all.")
     exclude_consumed = models.BooleanField(default=True)
     diversity = models.FloatField(
@@ -457,3 +459,112 @@ class ImportCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} @ {self.line}"
+
+
+# --- Segments ----------------------------------------------------------------------------------
+
+
+class Segment(models.Model):
+    """A named set of profiles: defined by a rule (dynamic), uploaded (static) or clustered (discovered).
+
+    The rule is JSON in the versioned schema of ``personalization/segments.py`` (docs/segments.md).
+    """
+
+    class Kind(models.TextChoices):
+        DYNAMIC = "dynamic"
+        STATIC = "static"
+        DISCOVERED = "discovered"
+
+    key = models.SlugField(max_length=100, unique=True, help_text="Used by placements and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DYNAMIC)
+    rule = models.JSONField(default=dict, blank=True)
+    refresh_every_minutes = models.PositiveIntegerField(
+        null=True, blank=True, default=60, help_text="Refresh on a schedule; empty for on-demand only."
+    )
+    size = models.PositiveIntegerField(default=0)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("personalization:segment_detail", args=[self.pk])
+
+
+class SegmentMembership(models.Model):
+    """One stay of a profile in a segment. A refresh closes stays (``exited_at``) and opens new
+    ones; it never rewrites a closed stay, so history can be charted."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="segment_memberships")
+    entered_at = models.DateTimeField()
+    exited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # At most one open stay; also the index for "current members of a segment".
+            models.UniqueConstraint(
+                fields=["segment", "profile"],
+                condition=models.Q(exited_at__isnull=True),
+                name="segmentmembership_one_open_stay",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(exited_at__isnull=True) | models.Q(exited_at__gte=models.F("entered_at")),
+                name="segmentmembership_exit_after_entry",
+            ),
+        ]
+        indexes = [
+            # "Segments of a profile" (API, experiment targeting resolver).
+            models.Index(fields=["profile", "segment"], name="segmentmember_profile_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} in {self.segment_id} from {self.entered_at:%Y-%m-%d %H:%M}"
+
+
+class SegmentRefresh(models.Model):
+    """One computation of a segment's members: when, how long, how many entered and left."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="refreshes")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=20, default="manual", help_text="manual, schedule, upload, api")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    size = models.PositiveIntegerField(null=True, blank=True)
+    entered = models.PositiveIntegerField(default=0)
+    exited = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            # Two refreshes of one segment never run at once.
+            models.UniqueConstraint(
+                fields=["segment"],
+                condition=models.Q(status="running"),
+                name="segmentrefresh_one_running_per_segment",
+            ),
+        ]
+        indexes = [
+            # Size history of a segment (charts, sparklines), newest first.
+            models.Index(fields=["segment", "-started_at"], name="segmentrefresh_history_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refresh of {self.segment_id} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from catalog.models import ItemTag, Tag
+from recsite.services import audit_record
 
 from .models import (
     AnonymousId,
@@ -249,6 +250,7 @@ def profile_delete(*, profile: Profile, deleted_by: AbstractBaseUser | None = No
             deleted_by=deleted_by if deleted_by is not None and deleted_by.is_authenticated else None,
             counts=counts,
         )
+        audit_record(actor=deleted_by, action="profile.delete", target=log, detail=counts)
     logger.info("profile deleted: %s %s", log.id_hash[:12], counts)
     return log
 

@@ -418,9 +418,7 @@ class ItemKNNModel(Recommender):
         if not items:
             return []
         block = self.similarity[row.indices][:, items].toarray()
-        return [
-            _because(row, row.data * block[:, n]) or dict(TRENDING_REASON) for n in range(len(items))
-        ]
+        return [_because(row, row.data * block[:, n]) or dict(TRENDING_REASON) for n in range(len(items))]
 
     def _arrays(self):
         return {"params": self.params}, _sparse_arrays("similarity", self.similarity)
@@ -806,7 +804,7 @@ class ContentModel(Recommender):
 
     def explain(self, user, items, liked_tags=None, disliked_tags=None, **options):
         # The profile vector is the same for every item: compute it once.
-        rows, ids = self._resolve(user if sp.issparse(user) else [int(user)])
+        rows, _ids = self._resolve(user if sp.issparse(user) else [int(user)])
         profile = self.profiles(
             rows[:1],
             liked_tags=None if liked_tags is None else [liked_tags],

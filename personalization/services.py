@@ -27,6 +27,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from catalog.models import Item, ItemTag
+from recsite.services import audit_record
 
 from . import evaluation, recommenders
 from .models import Event, Interaction, ModelArtifact, PrecomputedList, Profile, Recommender, TrainingRun
@@ -70,7 +71,9 @@ class Param:
 # Settings every algorithm understands: the data window, the split and the evaluation.
 COMMON_PARAMS: dict[str, Param] = {
     "window_days": Param(float, 365.0, 1, 3650, help="Interactions newer than this are used."),
-    "split": Param(str, "chronological", choices=("chronological", "random"), help="Offline evaluation split."),
+    "split": Param(
+        str, "chronological", choices=("chronological", "random"), help="Offline evaluation split."
+    ),
     "test_ratio": Param(float, 0.2, 0.05, 0.5, help="Share of each user's interactions held out."),
     "seed": Param(int, 0, 0, 2**31 - 1, help="Seed of the random split and of ALS."),
     "k": Param(int, 10, 1, 100, help="Cut-off of the offline metrics."),
@@ -183,7 +186,9 @@ def training_run_request(
             run = TrainingRun.objects.create(
                 recommender=recommender,
                 version=last + 1,
-                params=recommender_params_effective(algorithm=recommender.algorithm, params=recommender.params),
+                params=recommender_params_effective(
+                    algorithm=recommender.algorithm, params=recommender.params
+                ),
                 activate_on_success=activate,
                 requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
                 message="Waiting for a worker",
@@ -228,7 +233,7 @@ def training_run_execute(*, run_id: int) -> TrainingRun:
             _train_trending(run)
         else:
             _train_matrix(run)
-    except Exception as exc:  # noqa: BLE001 - any failure must mark the run failed
+    except Exception as exc:
         logger.exception("training run %s failed", run_id)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
@@ -260,7 +265,9 @@ def _train_trending(run: TrainingRun) -> None:
     frame = pd.DataFrame(rows, columns=["profile_id", "item_id", "type", "timestamp"])
     phases.stop("snapshot")
     if frame.empty:
-        raise TrainingError(f"No interactions with items in the last {window_days:g} days: nothing to train on.")
+        raise TrainingError(
+            f"No interactions with items in the last {window_days:g} days: nothing to train on."
+        )
     _run_update(run.pk, progress=20, message=f"Loaded {len(frame):,} interactions", snapshot_at=now)
 
     phases.start()
@@ -269,7 +276,9 @@ def _train_trending(run: TrainingRun) -> None:
     weights = frame["type"].map(EVENT_WEIGHTS).to_numpy(dtype=np.float64).clip(min=0.0)
     seconds = frame["timestamp"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64)
     age_days = (now.timestamp() - seconds) / 86400.0
-    split = evaluation.chronological_split(user_index, seconds, test_ratio=float(params.get("test_ratio", 0.2)))
+    split = evaluation.chronological_split(
+        user_index, seconds, test_ratio=float(params.get("test_ratio", 0.2))
+    )
     phases.stop("split")
     _run_update(run.pk, progress=35, message="Fitting on the training split")
 
@@ -292,7 +301,10 @@ def _train_trending(run: TrainingRun) -> None:
         seen.setdefault(u, set()).add(i)
     relevant: dict[int, set[int]] = {}
     for u, i, w in zip(
-        user_index[split.test].tolist(), item_index[split.test].tolist(), weights[split.test].tolist(), strict=True
+        user_index[split.test].tolist(),
+        item_index[split.test].tolist(),
+        weights[split.test].tolist(),
+        strict=True,
     ):
         if w > 0 and i not in seen.get(u, ()):
             relevant.setdefault(u, set()).add(i)
@@ -321,11 +333,11 @@ def _train_trending(run: TrainingRun) -> None:
         phases=phases,
         metrics=metrics,
         data_sizes={
-            "interactions": int(len(frame)),
+            "interactions": len(frame),
             "train": int(train.sum()),
             "test": int(split.test.sum()),
-            "user_count": int(len(user_ids)),
-            "item_count": int(len(item_ids)),
+            "user_count": len(user_ids),
+            "item_count": len(item_ids),
         },
         artifact=("json", data),
         precomputed=[],
@@ -447,7 +459,9 @@ def model_fit(*, algorithm: str, params: dict, snapshot: Snapshot, user_items: s
         parts, weights = [], []
         for part, weight in params["blend"].items():
             part_params = recommender_params_effective(algorithm=part, params={})
-            parts.append(model_fit(algorithm=part, params=part_params, snapshot=snapshot, user_items=user_items))
+            parts.append(
+                model_fit(algorithm=part, params=part_params, snapshot=snapshot, user_items=user_items)
+            )
             weights.append(weight)
         return recommenders.HybridModel(models=parts, weights=weights)
     raise TrainingError(f"Unknown algorithm {algorithm!r}.")
@@ -511,11 +525,11 @@ def _train_matrix(run: TrainingRun) -> None:
         phases=phases,
         metrics=metrics,
         data_sizes={
-            "interactions": int(len(snapshot.strength)),
+            "interactions": len(snapshot.strength),
             "train": int(split.train.sum()),
             "test": int(split.test.sum()),
-            "user_count": int(len(snapshot.user_ids)),
-            "item_count": int(len(snapshot.item_ids)),
+            "user_count": len(snapshot.user_ids),
+            "item_count": len(snapshot.item_ids),
             "precomputed_profiles": len(precomputed),
             "model_bytes": len(data),
         },
@@ -543,7 +557,9 @@ def _precompute(run, *, model, snapshot: Snapshot, params: dict, now) -> list[Pr
     for row, user in enumerate(users.tolist()):
         valid = items[row] >= 0
         picked = items[row][valid]
-        reasons = [_reason_ids(r, snapshot.item_ids) for r in model.explain(user, picked[:explained].tolist())]
+        reasons = [
+            _reason_ids(r, snapshot.item_ids) for r in model.explain(user, picked[:explained].tolist())
+        ]
         lists.append(
             PrecomputedList(
                 run=run,
@@ -621,6 +637,7 @@ def _auto_activate(run: TrainingRun, metrics: dict) -> None:
             return
     Recommender.objects.filter(pk=recommender.pk).update(active_run_id=run.pk)
     TrainingRun.objects.filter(pk=run.pk).update(activation_note="Activated automatically.")
+    audit_record(actor=None, action="model.activate", target=run, detail={"automatic": True})
 
 
 def recommender_activate(*, run: TrainingRun, user: AbstractBaseUser | None = None) -> TrainingRun:
@@ -629,10 +646,13 @@ def recommender_activate(*, run: TrainingRun, user: AbstractBaseUser | None = No
         raise TrainingError(f"v{run.version} did not succeed, so it cannot serve.")
     who = f" by {user.get_username()}" if user is not None and user.is_authenticated else ""
     with transaction.atomic():
-        Recommender.objects.filter(pk=run.recommender_id).update(active_run_id=run.pk, updated_at=timezone.now())
+        Recommender.objects.filter(pk=run.recommender_id).update(
+            active_run_id=run.pk, updated_at=timezone.now()
+        )
         TrainingRun.objects.filter(pk=run.pk).update(
             activation_note=f"Activated manually{who} at {timezone.now():%Y-%m-%d %H:%M} UTC."
         )
+        audit_record(actor=user, action="model.activate", target=run, detail={"automatic": False})
     run.refresh_from_db()
     return run
 

@@ -69,7 +69,9 @@ def run_load(run_id: int) -> LoadedRun:
     data = bytes(artifact.data)
     if artifact.format == "json":
         payload = json.loads(data)
-        loaded = LoadedRun(run_id=run_id, ranking=list(zip(payload["item_ids"], payload["scores"], strict=True)))
+        loaded = LoadedRun(
+            run_id=run_id, ranking=list(zip(payload["item_ids"], payload["scores"], strict=True))
+        )
     else:
         model, item_ids = artifact_unpack(data)
         loaded = LoadedRun(
@@ -206,6 +208,39 @@ class Served:
     placement: Placement | None
     profile: Profile | None
     results: list[Recommendation]
+    experiment: dict | None = None  # {"key", "variant"} when a running experiment decided
+
+
+def placement_experiment(
+    *, placement: Placement, user_id: str | None, anonymous_id: str | None
+) -> tuple[dict | None, str | None]:
+    """Apply a running experiment on this placement: its variants' payloads name the
+    placement (``{"placement": "home", "recommender": "ease"}``). The assignment is sticky
+    and records an exposure. Returns the experiment summary and the recommender to use."""
+    from experiments.models import Experiment
+    from experiments.services import ExperimentError, experiment_assign
+
+    if not (user_id or anonymous_id):
+        return None, None
+    experiment = (
+        Experiment.objects.filter(
+            status=Experiment.Status.RUNNING, variants__payload__placement=placement.key
+        )
+        .order_by("pk")
+        .first()
+    )
+    if experiment is None:
+        return None, None
+    try:
+        result = experiment_assign(
+            key=experiment.key, user_id=user_id, anonymous_id=anonymous_id, source="recommendations"
+        )
+    except ExperimentError:
+        return None, None
+    if result.variant is None:
+        return {"key": experiment.key, "variant": None, "in_experiment": False}, None
+    summary = {"key": experiment.key, "variant": result.variant.key, "in_experiment": result.in_experiment}
+    return summary, result.variant.payload.get("recommender")
 
 
 def _chain(*, recommender_name: str | None, placement: Placement | None) -> list[Recommender]:
@@ -279,7 +314,9 @@ def _reason_text(reason: dict, items: dict[int, Item], tag_names: dict[str, str]
     if kind == "similar_to" and reason.get("item") in items:
         return f"Similar to {items[reason['item']].title}"
     if kind == "matches_your_taste" and reason.get("tags"):
-        return "Matches your taste: " + ", ".join(tag_names.get(t, t.rsplit("/", 1)[-1]) for t in reason["tags"])
+        return "Matches your taste: " + ", ".join(
+            tag_names.get(t, t.rsplit("/", 1)[-1]) for t in reason["tags"]
+        )
     if kind == "new_in":
         return f"New in {reason.get('tag_name', 'your favourite tag')}"
     if kind == "similar_taste":
@@ -287,7 +324,9 @@ def _reason_text(reason: dict, items: dict[int, Item], tag_names: dict[str, str]
     return "Trending now"
 
 
-def results_build(candidates: list[Candidate], *, k: int, placement: Placement | None = None) -> list[Recommendation]:
+def results_build(
+    candidates: list[Candidate], *, k: int, placement: Placement | None = None
+) -> list[Recommendation]:
     """Turn candidates into results: active items only, placement filters, reasons as text."""
     item_ids = [c.item_id for c in candidates]
     reason_items = [c.reason["item"] for c in candidates if isinstance(c.reason.get("item"), int)]
@@ -299,7 +338,7 @@ def results_build(candidates: list[Candidate], *, k: int, placement: Placement |
         candidates = [
             c
             for c in candidates
-            if (not kinds or items.get(c.item_id) and items[c.item_id].kind in kinds)
+            if (not kinds or (items.get(c.item_id) and items[c.item_id].kind in kinds))
             and (include is None or c.item_id in include)
             and c.item_id not in exclude
         ]
@@ -308,7 +347,11 @@ def results_build(candidates: list[Candidate], *, k: int, placement: Placement |
         candidates = _diversify(candidates[: k * 4], k=k, diversity=placement.diversity)
     candidates = candidates[:k]
     tag_paths = {t for c in candidates for t in c.reason.get("tags", [])}
-    tag_names = dict(Tag.objects.filter(slug_path__in=tag_paths).values_list("slug_path", "name")) if tag_paths else {}
+    tag_names = (
+        dict(Tag.objects.filter(slug_path__in=tag_paths).values_list("slug_path", "name"))
+        if tag_paths
+        else {}
+    )
     return [
         Recommendation(
             item=items[c.item_id],
@@ -345,6 +388,16 @@ def recommendations_get(
     k = k if k is not None else (placement.k if placement is not None else 10)
     if not 1 <= k <= 100:
         raise ServingError("k must be between 1 and 100.", field="k")
+    experiment = None
+    if placement is not None and recommender_name is None:
+        experiment, variant_recommender = placement_experiment(
+            placement=placement, user_id=user_id, anonymous_id=anonymous_id
+        )
+        if variant_recommender:
+            placement.fallbacks = [placement.recommender.name, *placement.fallbacks]
+            placement.recommender = (
+                Recommender.objects.filter(name=variant_recommender).first() or placement.recommender
+            )
     chain = _chain(recommender_name=recommender_name, placement=placement)
     if state is None:
         state = profile_state(profile_resolve(user_id=user_id, anonymous_id=anonymous_id))
@@ -360,7 +413,13 @@ def recommendations_get(
         if len(gathered) >= want:
             break
     results = results_build(gathered, k=k, placement=placement)
-    return Served(recommender=chain[0], placement=placement, profile=state.profile, results=results)
+    return Served(
+        recommender=chain[0],
+        placement=placement,
+        profile=state.profile,
+        results=results,
+        experiment=experiment,
+    )
 
 
 # --- Similar items and home rows --------------------------------------------------------
@@ -368,7 +427,9 @@ def recommendations_get(
 SIMILARITY_PREFERENCE = ("item_knn", "ease", "hybrid", "als", "content")
 
 
-def similar_items_get(*, item: Item, k: int = 10, recommender_name: str | None = None) -> list[Recommendation]:
+def similar_items_get(
+    *, item: Item, k: int = 10, recommender_name: str | None = None
+) -> list[Recommendation]:
     """Items like ``item``. Without a named recommender, the first trained one able to
     compare items; new items without interactions fall back to content similarity."""
     if not 1 <= k <= 100:
@@ -396,7 +457,9 @@ def similar_items_get(*, item: Item, k: int = 10, recommender_name: str | None =
         except NotImplementedError:
             continue
         found = [
-            Candidate(int(loaded.item_ids[i]), float(s), {"type": "similar_to", "item": item.pk}, recommender.name)
+            Candidate(
+                int(loaded.item_ids[i]), float(s), {"type": "similar_to", "item": item.pk}, recommender.name
+            )
             for i, s in zip(picked.tolist(), scores.tolist(), strict=True)
             if i >= 0 and np.isfinite(s)
         ]
@@ -457,7 +520,11 @@ def home_rows(*, user_id: str | None = None, anonymous_id: str | None = None, k:
         add(f"because_{item.external_id}", f"Because you watched {item.title}", similar)
     trending = Recommender.objects.filter(algorithm="trending", active_run__isnull=False).first()
     if trending is not None:
-        add("trending", "Trending now", recommendations_get(k=k * 2, state=state, recommender_name=trending.name).results)
+        add(
+            "trending",
+            "Trending now",
+            recommendations_get(k=k * 2, state=state, recommender_name=trending.name).results,
+        )
     tag = _favourite_tag(state)
     if tag is not None:
         newest = (
@@ -472,4 +539,3 @@ def home_rows(*, user_id: str | None = None, anonymous_id: str | None = None, k:
         ]
         add(f"new_in_{tag.slug}", f"New in {tag.name}", results_build(candidates, k=k * 2))
     return rows
-

@@ -23,3 +23,29 @@ def events_retention_apply() -> int:
     from . import profiles
 
     return profiles.events_retention_apply()
+
+
+@shared_task(name="personalization.tasks.segment_refresh")
+def segment_refresh(segment_id: int, trigger: str = "manual") -> int | None:
+    from . import segments
+    from .models import Segment
+
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is None:
+        return None
+    try:
+        return segments.segment_refresh(segment=segment, trigger=trigger).size
+    except segments.SegmentBusy:
+        return None  # the running refresh will produce the same result
+
+
+@shared_task(name="personalization.tasks.segments_refresh_due")
+def segments_refresh_due() -> int:
+    from django.conf import settings
+
+    from . import segments
+
+    due = segments.segments_refresh_due(stale_after_seconds=settings.SEGMENTS_REFRESH_STALE_SECONDS)
+    for segment_id in due:
+        segment_refresh.delay(segment_id, "schedule")
+    return len(due)

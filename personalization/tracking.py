@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Item
+from recsite.services import audit_record
 
 from . import eventstore, identity, interactions, profiles
 from .models import AnonymousId, Event, ImportCheckpoint, Profile, Source, WriteKey
@@ -67,15 +68,19 @@ def write_key_create(*, source_name: str, created_by: AbstractBaseUser | None = 
             key_hash=key_hash(key),
             created_by=created_by if created_by is not None and created_by.is_authenticated else None,
         )
+        audit_record(actor=created_by, action="write_key.create", target=write_key)
     return write_key, key
 
 
-def write_key_revoke(*, write_key: WriteKey) -> bool:
+def write_key_revoke(*, write_key: WriteKey, revoked_by: AbstractBaseUser | None = None) -> bool:
     """Revoke a key (conditional: revoking twice is a no-op). Effective on the next request."""
-    return (
+    revoked = (
         WriteKey.objects.filter(pk=write_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         == 1
     )
+    if revoked:
+        audit_record(actor=revoked_by, action="write_key.revoke", target=write_key)
+    return revoked
 
 
 def write_key_authenticate(*, authorization: str, now: datetime | None = None) -> WriteKey | None:

@@ -5,33 +5,77 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services
-from .forms import RecommenderForm
-from .models import Event, Profile, Recommender, TrainingRun
+from . import charts, services, serving
+from .forms import PlacementForm, RecommenderForm
+from .models import Event, Placement, Profile, Recommender, TrainingRun
 
 
 @permission_required("personalization.view_recommender", raise_exception=True)
 def recommender_list(request):
-    recommenders = Recommender.objects.select_related("active_run").order_by("name")
-    return render(request, "personalization/recommender_list.html", {"recommenders": recommenders})
+    recommenders = list(Recommender.objects.select_related("active_run").order_by("name"))
+    trained = [
+        {
+            "name": r.name,
+            "algorithm": r.algorithm,
+            "metrics": r.active_run.metrics,
+            "label": f"{r.name} v{r.active_run.version}",
+        }
+        for r in recommenders
+        if r.active_run and r.active_run.metrics
+    ]
+    context = {
+        "recommenders": recommenders,
+        "comparison_chart": charts.recommender_comparison(trained) if trained else None,
+        "tradeoff_chart": charts.accuracy_vs_coverage(trained) if trained else None,
+        "placements": Placement.objects.select_related("recommender"),
+    }
+    return render(request, "personalization/recommender_list.html", context)
 
 
 @permission_required("personalization.add_recommender", raise_exception=True)
 def recommender_create(request):
-    form = RecommenderForm(request.POST or None)
+    return _recommender_form(request, None)
+
+
+@permission_required("personalization.change_recommender", raise_exception=True)
+def recommender_edit(request, pk: int):
+    return _recommender_form(request, get_object_or_404(Recommender, pk=pk))
+
+
+def _recommender_form(request, recommender: Recommender | None):
+    form = RecommenderForm(request.POST or None, instance=recommender)
     if request.method == "POST" and form.is_valid():
         recommender = form.save()
-        messages.success(request, f"Recommender {recommender.name} created. Train it to activate a model.")
+        messages.success(request, f"Recommender {recommender.name} saved. Train it to use the new settings.")
         return redirect(recommender)
-    return render(request, "personalization/recommender_form.html", {"form": form})
+    return render(
+        request,
+        "personalization/recommender_form.html",
+        {
+            "form": form,
+            "recommender": recommender,
+            "algorithm_params": services.ALGORITHM_PARAMS,
+            "common_params": services.COMMON_PARAMS,
+        },
+    )
 
 
 @permission_required("personalization.view_recommender", raise_exception=True)
 def recommender_detail(request, pk: int):
     recommender = get_object_or_404(Recommender.objects.select_related("active_run"), pk=pk)
-    runs = recommender.runs.all()[:20]
+    runs = list(recommender.runs.all()[:20])
+    succeeded = [
+        {"version": r.version, "metrics": r.metrics}
+        for r in reversed(runs)
+        if r.status == TrainingRun.Status.SUCCEEDED
+    ]
+    history = (
+        charts.metric_history(succeeded, metric=recommender.primary_metric) if len(succeeded) > 1 else None
+    )
     return render(
-        request, "personalization/recommender_detail.html", {"recommender": recommender, "runs": runs}
+        request,
+        "personalization/recommender_detail.html",
+        {"recommender": recommender, "runs": runs, "history_chart": history},
     )
 
 
@@ -48,10 +92,63 @@ def recommender_train(request, pk: int):
     return redirect(run)
 
 
+@require_POST
+@permission_required("personalization.change_recommender", raise_exception=True)
+def training_run_activate(request, pk: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("recommender"), pk=pk)
+    try:
+        services.recommender_activate(run=run, user=request.user)
+    except services.TrainingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{run.recommender.name} now serves v{run.version}.")
+    return redirect(run.recommender)
+
+
 @permission_required("personalization.view_trainingrun", raise_exception=True)
 def training_run_detail(request, pk: int):
     run = get_object_or_404(TrainingRun.objects.select_related("recommender", "requested_by"), pk=pk)
     return render(request, "personalization/training_run_detail.html", {"run": run})
+
+
+@permission_required("personalization.add_placement", raise_exception=True)
+def placement_create(request):
+    return _placement_form(request, None)
+
+
+@permission_required("personalization.change_placement", raise_exception=True)
+def placement_edit(request, key: str):
+    return _placement_form(request, get_object_or_404(Placement, key=key))
+
+
+def _placement_form(request, placement: Placement | None):
+    form = PlacementForm(request.POST or None, instance=placement)
+    if request.method == "POST" and form.is_valid():
+        placement = form.save()
+        messages.success(request, f"Placement {placement.key} saved.")
+        return redirect("personalization:recommender_list")
+    return render(request, "personalization/placement_form.html", {"form": form, "placement": placement})
+
+
+@permission_required("personalization.view_recommender", raise_exception=True)
+def profile_preview(request):
+    """Preview as a profile: the home rows a person would see, with the reason for each pick."""
+    user_id = request.GET.get("user_id", "").strip()
+    rows, profile, error = [], None, ""
+    if user_id:
+        profile = serving.profile_resolve(user_id=user_id) or serving.profile_resolve(anonymous_id=user_id)
+        if profile is None:
+            error = f"No profile with user id or anonymous id {user_id!r}; showing what a newcomer sees."
+        lookup = (
+            {"user_id": profile.external_id} if profile and profile.external_id else {"anonymous_id": user_id}
+        )
+        rows = serving.home_rows(**lookup, k=12)
+    samples = Profile.objects.filter(external_id__isnull=False).order_by("-last_seen")[:8]
+    return render(
+        request,
+        "personalization/preview.html",
+        {"rows": rows, "profile": profile, "user_id": user_id, "error": error, "samples": samples},
+    )
 
 
 @permission_required("personalization.view_profile", raise_exception=True)
@@ -74,7 +171,7 @@ from django.utils import timezone  # noqa: E402
 
 from catalog.models import Tag  # noqa: E402
 
-from . import charts, identity, profiles, tracking  # noqa: E402
+from . import identity, profiles, tracking  # noqa: E402
 from .models import MergeRequest, ProfileMerge, WriteKey  # noqa: E402
 
 
@@ -189,7 +286,7 @@ def write_keys(request):
 @permission_required("personalization.change_writekey", raise_exception=True)
 def write_key_revoke(request, pk: int):
     write_key = get_object_or_404(WriteKey, pk=pk)
-    if tracking.write_key_revoke(write_key=write_key):
+    if tracking.write_key_revoke(write_key=write_key, revoked_by=request.user):
         messages.success(request, f"Key {write_key.prefix}… revoked.")
     return redirect("personalization:write_keys")
 
@@ -216,3 +313,185 @@ def merge_request_resolve(request, pk: int):
     else:
         messages.success(request, "Profiles merged." if approve else "Request dismissed.")
     return redirect("personalization:merge_requests")
+
+
+# --- Segments ----------------------------------------------------------------------------------
+
+
+def _segment_builder_context() -> dict:
+    from catalog.models import Tag
+
+    from . import segments
+    from .models import Event, Segment
+
+    return {
+        "event_types": list(Event.Type.values),
+        "tags": list(
+            Tag.objects.filter(retired=False).order_by("slug_path").values_list("slug_path", flat=True)[:2000]
+        ),
+        "segments": list(Segment.objects.order_by("name").values("id", "name")),
+        "trait_ops": list(segments.TRAIT_OPS),
+        "rfm_groups": list(segments.RFM_GROUPS),
+    }
+
+
+@permission_required("personalization.view_segment", raise_exception=True)
+def segment_list(request):
+    from . import segments
+    from .models import Segment, SegmentRefresh
+
+    items = list(Segment.objects.order_by("name", "pk"))
+    sizes: dict[int, list[int]] = {}
+    history = SegmentRefresh.objects.filter(status=SegmentRefresh.Status.SUCCEEDED).order_by(
+        "started_at", "pk"
+    )
+    for segment_id, size in history.values_list("segment_id", "size"):
+        sizes.setdefault(segment_id, []).append(size or 0)
+    for segment in items:
+        segment.sparkline = segments.sparkline_points(sizes.get(segment.pk, [])[-30:])
+    return render(request, "personalization/segment_list.html", {"segments": items})
+
+
+@permission_required("personalization.add_segment", raise_exception=True)
+def segment_create(request):
+    return _segment_form(request, segment=None)
+
+
+@permission_required("personalization.change_segment", raise_exception=True)
+def segment_edit(request, pk: int):
+    from .models import Segment
+
+    return _segment_form(request, segment=get_object_or_404(Segment, pk=pk))
+
+
+def _segment_form(request, *, segment):
+    from django.db import transaction
+
+    from . import segments, tasks
+    from .forms import SegmentForm
+    from .models import Segment
+
+    initial = {"rule": {"version": 1, "root": {"op": "and", "not": False, "conditions": []}}}
+    form = SegmentForm(request.POST or None, request.FILES or None, instance=segment, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        created = segment is None
+        segment = form.save(commit=False)
+        if created:
+            segment.created_by = request.user
+        segment.save()
+        upload = form.cleaned_data.get("upload")
+        if segment.kind == Segment.Kind.STATIC and upload:
+            text = upload.read().decode("utf-8-sig", errors="replace")
+            report = segments.segment_upload(segment=segment, file=text)
+            unknown = report.unknown
+            note = f" Unknown ids ({len(unknown)}): {', '.join(unknown[:20])}" if unknown else ""
+            messages.success(request, f"{report.matched} profiles uploaded.{note}")
+        elif segment.kind == Segment.Kind.DYNAMIC:
+            transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "manual"))
+            messages.success(request, f"Segment {segment.name} saved; a worker is computing its members.")
+        return redirect(segment)
+    context = {"form": form, "segment": segment, "builder": _segment_builder_context()}
+    return render(request, "personalization/segment_form.html", context)
+
+
+@permission_required("personalization.view_segment", raise_exception=True)
+def segment_estimate(request):
+    import json
+
+    from django.http import JsonResponse
+
+    from . import segments
+
+    if request.method != "POST":
+        return JsonResponse({"error": "POST a rule.", "field": None, "details": {}}, status=405)
+    try:
+        rule = json.loads(request.body or b"{}").get("rule")
+        return JsonResponse({"size": segments.segment_estimate(rule=rule)})
+    except (ValueError, AttributeError) as exc:
+        path = getattr(exc, "path", None)
+        message = f"{path}: {exc.message}" if path else "Invalid JSON."
+        return JsonResponse({"error": message, "field": path, "details": {}}, status=400)
+
+
+@permission_required("personalization.view_segment", raise_exception=True)
+def segment_detail(request, pk: int):
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from . import segment_charts, segments
+    from .models import Segment, SegmentRefresh
+
+    segment = get_object_or_404(Segment, pk=pk)
+    history = segments.segment_history(segment=segment)
+    per_day = (
+        segment.refreshes.filter(status=SegmentRefresh.Status.SUCCEEDED)
+        .annotate(day=TruncDate("started_at"))
+        .values("day")
+        .annotate(entered=Sum("entered"), exited=Sum("exited"))
+        .order_by("day")
+    )
+    members = (
+        segment.memberships.filter(exited_at__isnull=True)
+        .select_related("profile")
+        .order_by("-entered_at", "profile_id")
+    )
+    context = {
+        "segment": segment,
+        "size_chart": segment_charts.size_over_time((r.started_at, r.size or 0) for r in history),
+        "flow_chart": segment_charts.entries_exits_per_day(
+            (r["day"], r["entered"], r["exited"]) for r in per_day
+        ),
+        "members": members[:100],
+        "refreshes": segment.refreshes.all()[:10],
+        "running": segment.refreshes.filter(status=SegmentRefresh.Status.RUNNING).exists(),
+        "usage": segments.segment_usage(segment=segment),
+    }
+    return render(request, "personalization/segment_detail.html", context)
+
+
+@require_POST
+@permission_required("personalization.change_segment", raise_exception=True)
+def segment_refresh(request, pk: int):
+    from django.db import transaction
+
+    from . import tasks
+    from .models import Segment
+
+    segment = get_object_or_404(Segment, pk=pk, kind=Segment.Kind.DYNAMIC)
+    transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "manual"))
+    messages.success(request, "Refresh queued; the size updates when the worker finishes.")
+    return redirect(segment)
+
+
+@permission_required("personalization.view_segment", raise_exception=True)
+def segment_members_export(request, pk: int):
+    import csv
+
+    from django.core.exceptions import PermissionDenied
+    from django.http import StreamingHttpResponse
+
+    from .models import Segment
+
+    if not request.user.has_perm("personalization.export_data"):
+        raise PermissionDenied("Exporting needs the export permission.")
+    segment = get_object_or_404(Segment, pk=pk)
+    rows = (
+        segment.memberships.filter(exited_at__isnull=True)
+        .order_by("profile_id")
+        .values_list("profile_id", "profile__external_id", "entered_at")
+    )
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+
+    def lines():
+        yield writer.writerow(["profile_id", "user_id", "entered_at"])
+        for profile_id, user_id, entered_at in rows.iterator(chunk_size=2000):
+            yield writer.writerow([profile_id, user_id or "", entered_at.isoformat()])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="segment-{segment.key}.csv"'
+    return response

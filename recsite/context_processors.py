@@ -10,5 +10,6 @@ def navigation(request):
             "recommendations": user.has_perm("personalization.view_recommender"),
             "experiments": user.has_perm("experiments.view_experiment"),
             "admin": user.is_staff,
+            "audit": user.has_perm("recsite.view_auditentry"),
         }
     }

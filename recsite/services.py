@@ -7,9 +7,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 
 DOMAIN_APPS = ("catalog", "personalization", "experiments")
 
@@ -21,6 +21,8 @@ ROLE_CHANGES: dict[str, list[tuple[str, str]]] = {
         ("personalization", "recommender"),
         ("personalization", "trainingrun"),
         ("personalization", "placement"),
+        ("personalization", "segment"),
+        ("personalization", "segmentrefresh"),
         ("experiments", "experiment"),
         ("experiments", "variant"),
     ],
@@ -48,7 +50,15 @@ def roles_sync() -> dict[str, int]:
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         if role == "Admin":
-            query = Q(content_type__app_label__in=(*DOMAIN_APPS, "auth", "authtoken", "django_celery_beat"))
+            query = Q(
+                content_type__app_label__in=(
+                    *DOMAIN_APPS,
+                    "auth",
+                    "authtoken",
+                    "django_celery_beat",
+                    "recsite",
+                )
+            )
         else:
             query = Q(pk__in=[])
             for app, model in ROLE_VIEWS.get(role, []):
@@ -96,3 +106,26 @@ def demo_accounts_ensure(*, password: str) -> list[str]:
         user.groups.set([Group.objects.get(name=role)])
         names.append(username)
     return names
+
+
+def audit_record(
+    *, actor: AbstractBaseUser | None, action: str, target: Model | None = None, detail: dict | None = None
+):
+    """Append one entry to the audit log (docs/security.md lists the audited actions).
+
+    The client IP comes from the request being served, if any (recsite.security.SecurityHeadersMiddleware).
+    """
+    from recsite.models import AuditEntry
+    from recsite.security import current_ip
+
+    user = actor if actor is not None and actor.is_authenticated else None
+    return AuditEntry.objects.create(
+        actor=user,
+        actor_label=user.get_username() if user is not None else "",
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None and target.pk is not None else "",
+        target_label=str(target)[:200] if target is not None else "",
+        detail=detail or {},
+        ip=current_ip(),
+    )

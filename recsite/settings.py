@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "recsite.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -201,8 +202,27 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("SECURE_PROXY_SSL_HEADER", False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
+)
+# Content security policy (recsite.security): no inline or third-party scripts. Styles allow
+# 'unsafe-inline' because Plotly sets inline styles on the charts it draws (docs/security.md).
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data: https:",
+    "font-src": "'self' data:",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env_bool("CSP_REPORT_ONLY", False)
+# Login throttling: this many failures per user name + IP lock that pair out for the window.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 
 # --- REST framework / OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
@@ -216,6 +236,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "recsite.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Scoped per client: anonymous by IP, users by id. The tracking endpoints are exempt
+    # (write keys are limited by TRACKING_MAX_REQUEST_BYTES, and batching is expected).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "recsite.security.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("API_THROTTLE_ANON", "100/minute") or None,
+        "user": os.environ.get("API_THROTTLE_USER", "2000/minute") or None,
+    },
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -288,6 +318,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "personalization.tasks.events_retention_apply",
         "schedule": crontab(hour=3, minute=17),
     },
+    "segments-refresh-due": {
+        "task": "personalization.tasks.segments_refresh_due",
+        "schedule": crontab(minute="*/5"),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------
@@ -305,7 +339,11 @@ EXPERIMENTS_SEQUENTIAL_TUNING_N = env_int("EXPERIMENTS_SEQUENTIAL_TUNING_N", 500
 # The report warns of low power when the test cannot detect this relative lift (0.05 = 5%).
 EXPERIMENTS_TARGET_MDE = float(os.environ.get("EXPERIMENTS_TARGET_MDE") or 0.05)
 # Dotted path to f(profile_id, segment_ids) -> bool for segment targeting; empty = none yet.
-EXPERIMENTS_SEGMENT_RESOLVER = os.environ.get("EXPERIMENTS_SEGMENT_RESOLVER", "")
+EXPERIMENTS_SEGMENT_RESOLVER = os.environ.get(
+    "EXPERIMENTS_SEGMENT_RESOLVER", "personalization.segments.segment_resolver"
+)
+# A segment refresh still "running" after this long is marked failed (its worker died).
+SEGMENTS_REFRESH_STALE_SECONDS = env_int("SEGMENTS_REFRESH_STALE_SECONDS", 3600)
 # PostgreSQL work_mem for the analysis transaction (e.g. "256MB"); empty keeps the server's.
 EXPERIMENTS_ANALYSIS_WORK_MEM = os.environ.get("EXPERIMENTS_ANALYSIS_WORK_MEM", "256MB")
 

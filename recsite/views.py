@@ -1,6 +1,7 @@
 from datetime import timedelta
 
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -14,6 +15,8 @@ from catalog.models import Item
 from experiments.models import Experiment
 from personalization import charts
 from personalization.models import Event, Profile, Recommender, TrainingRun
+
+from .models import AuditEntry
 
 DASHBOARD_RANGES = {"7": 7, "30": 30, "90": 90}
 
@@ -68,3 +71,14 @@ def page_not_found(request, exception=None):
 @requires_csrf_token
 def server_error(request):
     return render(request, "500.html", status=500)
+
+
+@permission_required("recsite.view_auditentry", raise_exception=True)
+def audit_log(request):
+    entries = AuditEntry.objects.all()
+    action = request.GET.get("action", "")
+    if action:
+        entries = entries.filter(action=action)
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
+    return render(request, "recsite/audit_log.html", {"page": page, "action": action, "actions": actions})

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Item, ItemTag, Tag
-from personalization import serving, services
+from personalization import services, serving
 from personalization.models import DeclaredPreference, PrecomputedList, Profile, Recommender, TrainingRun
 from tests import factories
 
@@ -78,9 +78,11 @@ def test_item_knn_explains_a_pick_by_an_item_the_user_watched(clusters):
 
 
 def test_consumption_after_training_is_excluded_at_once(clusters):
-    items, users, _, _ = clusters
+    _items, users, _, _ = clusters
     train("ease", "ease")
-    before = serving.recommendations_get(user_id=users[0].external_id, k=1, recommender_name="ease").results[0]
+    before = serving.recommendations_get(user_id=users[0].external_id, k=1, recommender_name="ease").results[
+        0
+    ]
     factories.events([(users[0], before.item, "complete")])
     after = serving.recommendations_get(user_id=users[0].external_id, k=3, recommender_name="ease").results
     assert before.item.pk not in [r.item.pk for r in after]
@@ -103,19 +105,25 @@ def test_a_profile_with_nothing_falls_back_to_trending(clusters):
     placement_recommender = Recommender.objects.get(name="knn")
     from personalization.models import Placement
 
-    Placement.objects.create(key="home", name="Home", recommender=placement_recommender, fallbacks=["trending"])
+    Placement.objects.create(
+        key="home", name="Home", recommender=placement_recommender, fallbacks=["trending"]
+    )
     served = serving.recommendations_get(user_id="stranger", k=3, placement_key="home")
     assert served.profile is None
     assert [r.reason_data["type"] for r in served.results] == ["trending"] * 3
 
 
 def test_placement_filters_keep_only_items_under_the_included_tags(clusters):
-    items, users, anime, drama = clusters
+    items, users, _anime, drama = clusters
     train_trending()
     from personalization.models import Placement
 
-    Placement.objects.create(key="drama", name="Drama row", recommender=Recommender.objects.get(name="trending"),
-                             include_tags=[drama.slug_path])  # fmt: skip
+    Placement.objects.create(
+        key="drama",
+        name="Drama row",
+        recommender=Recommender.objects.get(name="trending"),
+        include_tags=[drama.slug_path],
+    )
     served = serving.recommendations_get(user_id=users[0].external_id, k=5, placement_key="drama")
     assert served.results
     assert {r.item.pk for r in served.results} <= {i.pk for i in items[6:]}
@@ -179,7 +187,9 @@ def test_the_api_serves_placements_similar_items_and_home_rows(client_as, cluste
         "application/json",
     )
     assert created.status_code == 201, created.json()
-    body = client.get("/api/v1/recommendations", {"user_id": users[0].external_id, "placement": "home"}).json()
+    body = client.get(
+        "/api/v1/recommendations", {"user_id": users[0].external_id, "placement": "home"}
+    ).json()
     assert body["placement"] == "home" and len(body["results"]) == 5
     similar = client.get(f"/api/v1/items/{items[0].external_id}/similar", {"k": 2}).json()
     assert len(similar["results"]) == 2
@@ -187,8 +197,11 @@ def test_the_api_serves_placements_similar_items_and_home_rows(client_as, cluste
     assert home["rows"][0]["title"] == "Top picks for you"
     missing = client.get("/api/v1/recommendations", {"placement": "nope"})
     assert missing.status_code == 404 and missing.json()["field"] == "placement"
-    bad = client.post("/api/v1/placements", {"key": "x", "name": "X", "recommender": "knn", "fallbacks": ["zzz"]},
-                      "application/json")  # fmt: skip
+    bad = client.post(
+        "/api/v1/placements",
+        {"key": "x", "name": "X", "recommender": "knn", "fallbacks": ["zzz"]},
+        "application/json",
+    )
     assert bad.status_code == 400 and bad.json()["field"] == "fallbacks"
 
 
@@ -209,3 +222,80 @@ def test_item_without_interactions_is_reachable_by_content_similarity(clusters):
     similar = serving.similar_items_get(item=fresh, k=3, recommender_name="content")
     assert {r.item.pk for r in similar} <= {i.pk for i in items[:6]}
     assert timezone.now() - fresh.created_at < timedelta(minutes=5)
+
+
+def test_a_running_experiment_on_a_placement_picks_the_recommender_and_records_exposures(clusters):
+    from experiments import services as experiment_services
+    from experiments.models import ExperimentMetric, Exposure
+    from personalization.models import Placement
+    from tests.experiments import builders
+
+    _, users, _, _ = clusters
+    train_trending()
+    train("knn", "item_knn")
+    Placement.objects.create(key="home", name="Home", recommender=Recommender.objects.get(name="trending"))
+    experiment = builders.experiment("home-algo")
+    experiment_services.experiment_save(
+        experiment=experiment,
+        variants=[
+            {
+                "key": "control",
+                "name": "Trending",
+                "weight": 0.5,
+                "payload": {"placement": "home", "recommender": "trending"},
+            },
+            {
+                "key": "knn",
+                "name": "kNN",
+                "weight": 0.5,
+                "payload": {"placement": "home", "recommender": "knn"},
+            },
+        ],
+        metrics=[(builders.metric("plays", event_type="play"), ExperimentMetric.Role.PRIMARY)],
+    )
+    experiment_services.experiment_start(experiment=experiment)
+    seen = set()
+    for user in users:
+        served = serving.recommendations_get(user_id=user.external_id, k=3, placement_key="home")
+        assert served.experiment["key"] == "home-algo"
+        expected = "trending" if served.experiment["variant"] == "control" else "knn"
+        assert served.recommender.name == expected
+        seen.add(served.experiment["variant"])
+        again = serving.recommendations_get(user_id=user.external_id, k=3, placement_key="home")
+        assert again.experiment["variant"] == served.experiment["variant"], "assignment is sticky"
+    assert seen == {"control", "knn"}
+    assert Exposure.objects.filter(experiment=experiment).count() >= len(users)
+
+
+def test_the_recommendation_pages_compare_models_activate_versions_and_preview_a_profile(client_as, clusters):
+    from django.urls import reverse
+
+    _, users, _, _ = clusters
+    train_trending()
+    first = train("knn", "item_knn")
+    run = services.training_run_request(recommender=first.recommender)
+    second = services.training_run_execute(run_id=run.pk)
+    client = client_as("marketer")
+    listing = client.get(reverse("personalization:recommender_list")).content.decode()
+    assert 'id="comparison-data"' in listing and 'id="tradeoff-data"' in listing
+    detail = client.get(first.recommender.get_absolute_url()).content.decode()
+    assert "Roll back to v1" in detail or "Activate v1" in detail
+    response = client.post(reverse("personalization:training_run_activate", args=[first.pk]), follow=True)
+    assert "now serves v1" in response.content.decode()
+    first.recommender.refresh_from_db()
+    assert first.recommender.active_run_id == first.pk != second.pk
+    preview = client.get(reverse("personalization:profile_preview"), {"user_id": users[0].external_id})
+    html = preview.content.decode()
+    assert "Top picks for you" in html and 'class="rec-reason"' in html
+    assert (
+        client_as("analyst")
+        .post(reverse("personalization:training_run_activate", args=[second.pk]))
+        .status_code
+        == 403
+    )
+    client = client_as("marketer")
+    edit = client.post(
+        reverse("personalization:recommender_edit", args=[first.recommender.pk]),
+        {"name": "knn", "algorithm": "item_knn", "params": '{"neighbours": 0}', "primary_metric": "ndcg@10"},
+    )
+    assert "params.neighbours: must be between" in edit.content.decode()

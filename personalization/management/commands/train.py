@@ -7,7 +7,9 @@ from personalization.models import Recommender, TrainingRun
 
 
 class Command(BaseCommand):
-    help = "Queue a training run for a recommender (or all of them); --wait follows it and prints its metrics."
+    help = (
+        "Queue a training run for a recommender (or all of them); --wait follows it and prints its metrics."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("names", nargs="*", help="Recommender names.")
@@ -17,13 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--inline", action="store_true", help="Train in this process (no worker needed).")
         parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait with --wait.")
 
-    def handle(self, *args, names, all, untrained, wait, inline, timeout, **options):  # noqa: A002
+    def handle(self, *args, names, all, untrained, wait, inline, timeout, **options):
         recommenders = Recommender.objects.all() if all else Recommender.objects.filter(name__in=names)
         if untrained:
             recommenders = recommenders.filter(active_run__isnull=True)
-        if not all and (missing := sorted(set(names) - set(recommenders.values_list("name", flat=True)))):
-            if not untrained:
-                raise CommandError(f"No recommender named {', '.join(missing)}.")
+        missing = sorted(set(names) - set(recommenders.values_list("name", flat=True)))
+        if not all and not untrained and missing:
+            raise CommandError(f"No recommender named {', '.join(missing)}.")
         if not all and not names:
             raise CommandError("Name at least one recommender, or use --all.")
         failed = False
@@ -62,7 +64,9 @@ class Command(BaseCommand):
             self.stderr.write(f"  failed: {run.error.splitlines()[0] if run.error else run.message}")
             return False
         for name, value in run.metrics.items():
-            self.stdout.write(f"  {name:>16} {value:.4f}" if isinstance(value, float) else f"  {name:>16} {value}")
+            self.stdout.write(
+                f"  {name:>16} {value:.4f}" if isinstance(value, float) else f"  {name:>16} {value}"
+            )
         if run.activation_note:
             self.stdout.write(f"  {run.activation_note}")
         return True

@@ -1,0 +1,68 @@
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+
+from .models import AuditEntry
+from .security import ThrottledAuthenticationForm
+from .services import audit_record
+
+# The admin's own login form gets the same failure throttling as the site's.
+admin.site.login_form = ThrottledAuthenticationForm
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("at", "actor_label", "action", "target_type", "target_label", "ip")
+    list_filter = ("action", "target_type")
+    search_fields = ("actor_label", "target_label", "target_id")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class _AuditedAdmin:
+    """Records role and permission changes made through the Django admin in the audit log.
+
+    Group membership and superuser/staff flags are what roles are made of here, so every
+    add/change/delete of a user or group is audited with the fields the admin changed.
+    """
+
+    def log_addition(self, request, obj, message):
+        audit_record(actor=request.user, action=f"{obj._meta.model_name}.create", target=obj)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        parts = message if isinstance(message, list) else []
+        fields = sorted({f for part in parts if "changed" in part for f in part["changed"].get("fields", [])})
+        audit_record(
+            actor=request.user, action=f"{obj._meta.model_name}.change", target=obj, detail={"fields": fields}
+        )
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            audit_record(actor=request.user, action=f"{obj._meta.model_name}.delete", target=obj)
+        return super().log_deletions(request, queryset)
+
+
+class AuditedUserAdmin(_AuditedAdmin, UserAdmin):
+    pass
+
+
+class AuditedGroupAdmin(_AuditedAdmin, GroupAdmin):
+    pass
+
+
+user_model = get_user_model()
+for model, model_admin in ((user_model, AuditedUserAdmin), (Group, AuditedGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)

@@ -1,0 +1,200 @@
+// Segment rule builder: edits the rule JSON (hidden field) with a form, and shows a live size estimate.
+(function () {
+  "use strict";
+  var hidden = document.getElementById("id_rule");
+  var root = document.getElementById("rule-builder");
+  if (!hidden || !root) { return; }
+  var data = JSON.parse(document.getElementById("segment-builder-data").textContent);
+  var estimateUrl = root.dataset.estimateUrl;
+  var output = document.getElementById("segment-estimate");
+  var errorBox = document.getElementById("estimate-error");
+  var csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+
+  var events = [""].concat(data.event_types);
+  var tags = [""].concat(data.tags);
+  var F = {
+    event: { label: "event", type: "select", options: events },
+    name: { label: "or event name", type: "text" },
+    item_tag: { label: "item tagged", type: "select", options: tags },
+    count_op: { label: "times", type: "select", options: ["at_least", "at_most", "exactly"] },
+    count: { label: "N", type: "number" },
+    last_days: { label: "in the last (days)", type: "number" },
+    long_days: { label: "long window (days)", type: "number" },
+    recent_days: { label: "not in the last (days)", type: "number" },
+    then_event: { label: "then event", type: "select", options: events },
+    within_hours: { label: "within (hours)", type: "number" },
+    field: { label: "trait", type: "text" },
+    trait_op: { key: "op", label: "operator", type: "select", options: data.trait_ops },
+    value: { label: "value", type: "text" },
+    metric: { label: "metric", type: "select", options: ["completion_rate", "active_days"] },
+    cmp: { key: "op", label: "compare", type: "select", options: ["gte", "lte"] },
+    number_value: { key: "value", label: "value", type: "number" },
+    group: { label: "RFM group", type: "select", options: data.rfm_groups },
+    signal: { label: "signal", type: "select", options: ["abandon", "cart_abandon"] },
+    segment: { label: "segment", type: "segment" },
+    tag: { label: "tag", type: "select", options: tags },
+    sentiment: { label: "sentiment", type: "select", options: ["like", "dislike"] }
+  };
+  var KINDS = {
+    performed: { fields: ["event", "name", "item_tag", "count_op", "count", "last_days"],
+      defaults: { event: "play", count_op: "at_least", count: 1, last_days: 30 } },
+    not_performed: { fields: ["event", "name", "item_tag", "last_days"], defaults: { event: "play", last_days: 7 } },
+    first_time_within: { fields: ["event", "name", "last_days"], defaults: { event: "purchase", last_days: 7 } },
+    stopped: { fields: ["event", "name", "long_days", "recent_days"],
+      defaults: { event: "play", long_days: 90, recent_days: 14 } },
+    sequence: { fields: ["event", "then_event", "within_hours"],
+      defaults: { event: "add_to_cart", then_event: "purchase", within_hours: 24 } },
+    trait: { fields: ["field", "trait_op", "value"], defaults: { field: "plan", op: "eq", value: "" } },
+    engagement: { fields: ["metric", "cmp", "number_value", "last_days"],
+      defaults: { metric: "completion_rate", op: "gte", value: 0.5, last_days: 30 } },
+    rfm: { fields: ["group"], defaults: { group: "champions" } },
+    frustration: { fields: ["signal", "count", "last_days", "within_hours"],
+      defaults: { signal: "abandon", count: 1, last_days: 30 } },
+    member_of: { fields: ["segment"], defaults: { segment: data.segments.length ? data.segments[0].id : null } },
+    declared_preference: { fields: ["tag", "sentiment"], defaults: { tag: data.tags[0] || "", sentiment: "like" } }
+  };
+
+  var rule;
+  try { rule = JSON.parse(hidden.value || "null"); } catch (e) { rule = null; }
+  if (!rule || !rule.root) { rule = { version: 1, root: { op: "and", not: false, conditions: [] } }; }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") { node.textContent = attrs[k]; } else { node.setAttribute(k, attrs[k]); }
+    });
+    (children || []).forEach(function (c) { node.appendChild(c); });
+    return node;
+  }
+
+  function traitValue(op, raw) {
+    var numeric = function (v) { v = v.trim(); return v !== "" && !isNaN(Number(v)) ? Number(v) : v; };
+    if (op === "is_set") { return undefined; }
+    if (op === "between" || op === "in") { return raw.split(",").map(numeric); }
+    if (op === "gt" || op === "lt") { return Number(raw); }
+    return op === "eq" || op === "neq" ? numeric(raw) : raw;
+  }
+
+  function fieldInput(cond, name, label) {
+    var spec = F[name];
+    var key = spec.key || name;
+    var input;
+    if (spec.type === "select" || spec.type === "segment") {
+      input = el("select", { "aria-label": label + " " + spec.label });
+      var options = spec.type === "segment"
+        ? data.segments.map(function (s) { return [s.id, s.name]; })
+        : spec.options.map(function (o) { return [o, o === "" ? "—" : o.replace(/_/g, " ")]; });
+      options.forEach(function (o) { input.appendChild(el("option", { value: o[0], text: o[1] })); });
+    } else {
+      input = el("input", { type: spec.type, "aria-label": label + " " + spec.label, step: "any" });
+    }
+    var current = cond[key];
+    input.value = current === undefined || current === null ? "" : (Array.isArray(current) ? current.join(",") : current);
+    input.addEventListener("input", function () {
+      var v = input.value;
+      if (spec.type === "number" || spec.type === "segment") { v = v === "" ? undefined : Number(v); }
+      else if (name === "value") { v = traitValue(cond.op, v); }
+      else if (v === "") { v = undefined; }
+      if (name === "event" && v) { delete cond.name; }
+      if (name === "name" && v) { delete cond.event; }
+      if (v === undefined) { delete cond[key]; } else { cond[key] = v; }
+      changed(name === "event" || name === "name" || name === "trait_op");
+    });
+    return el("label", { class: "rb-field" }, [el("span", { text: spec.label }), input]);
+  }
+
+  function renderCondition(cond, parent, index, label) {
+    var row = el("div", { class: "rb-condition" });
+    var kind = el("select", { "aria-label": label + " kind" });
+    Object.keys(KINDS).forEach(function (k) { kind.appendChild(el("option", { value: k, text: k.replace(/_/g, " ") })); });
+    kind.value = cond.kind;
+    kind.addEventListener("change", function () {
+      parent.conditions[index] = Object.assign({ kind: kind.value }, KINDS[kind.value].defaults);
+      changed(true);
+    });
+    row.appendChild(kind);
+    (KINDS[cond.kind] || { fields: [] }).fields.forEach(function (name) { row.appendChild(fieldInput(cond, name, label)); });
+    var remove = el("button", { type: "button", class: "btn small", text: "Remove", "aria-label": "Remove " + label });
+    remove.addEventListener("click", function () { parent.conditions.splice(index, 1); changed(true); });
+    row.appendChild(remove);
+    return row;
+  }
+
+  function renderGroup(group, parent, index, label) {
+    var box = el("fieldset", { class: "rb-group" });
+    var head = el("div", { class: "rb-group-head" });
+    var op = el("select", { "aria-label": label + " match" });
+    [["and", "all of (AND)"], ["or", "any of (OR)"]].forEach(function (o) { op.appendChild(el("option", { value: o[0], text: o[1] })); });
+    op.value = group.op || "and";
+    op.addEventListener("change", function () { group.op = op.value; changed(false); });
+    var not = el("input", { type: "checkbox", "aria-label": label + " NOT" });
+    not.checked = !!group.not;
+    not.addEventListener("change", function () { group.not = not.checked; changed(false); });
+    head.appendChild(el("legend", { text: label === "Rule" ? "People matching" : "Group" }));
+    head.appendChild(op);
+    head.appendChild(el("label", { class: "rb-not" }, [not, el("span", { text: " NOT" })]));
+    if (parent) {
+      var remove = el("button", { type: "button", class: "btn small", text: "Remove group" });
+      remove.addEventListener("click", function () { parent.conditions.splice(index, 1); changed(true); });
+      head.appendChild(remove);
+    }
+    box.appendChild(head);
+    group.conditions.forEach(function (cond, n) {
+      var childLabel = (label === "Rule" ? "Condition " : label + "." ) + (n + 1);
+      box.appendChild(cond.conditions ? renderGroup(cond, group, n, childLabel) : renderCondition(cond, group, n, childLabel));
+    });
+    var add = el("button", { type: "button", class: "btn small", text: "Add condition" });
+    add.addEventListener("click", function () {
+      group.conditions.push(Object.assign({ kind: "performed" }, KINDS.performed.defaults));
+      changed(true);
+    });
+    var addGroup = el("button", { type: "button", class: "btn small", text: "Add group" });
+    addGroup.addEventListener("click", function () {
+      group.conditions.push({ op: "or", not: false, conditions: [Object.assign({ kind: "performed" }, KINDS.performed.defaults)] });
+      changed(true);
+    });
+    box.appendChild(el("div", { class: "rb-actions" }, [add, addGroup]));
+    return box;
+  }
+
+  function render() {
+    root.replaceChildren(renderGroup(rule.root, null, 0, "Rule"));
+  }
+
+  var timer = null;
+  var sequence = 0;
+  function estimate() {
+    if (!rule.root.conditions.length) { output.textContent = "—"; errorBox.textContent = ""; return; }
+    var mine = ++sequence;
+    output.textContent = "…";
+    fetch(estimateUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify({ rule: rule }),
+      credentials: "same-origin"
+    }).then(function (r) { return r.json(); }).then(function (body) {
+      if (mine !== sequence) { return; }
+      if (body.error) { output.textContent = "—"; errorBox.textContent = body.error; }
+      else { output.textContent = body.size.toLocaleString(); errorBox.textContent = ""; }
+    });
+  }
+
+  function changed(rerender) {
+    hidden.value = JSON.stringify(rule);
+    if (rerender) { render(); }
+    clearTimeout(timer);
+    timer = setTimeout(estimate, 400);
+  }
+
+  var kindSelect = document.getElementById("id_kind");
+  function toggleKind() {
+    var staticKind = kindSelect && kindSelect.value === "static";
+    document.getElementById("rule-box").hidden = staticKind;
+    document.getElementById("upload-box").hidden = !staticKind;
+  }
+  if (kindSelect) { kindSelect.addEventListener("change", toggleKind); toggleKind(); }
+
+  hidden.value = JSON.stringify(rule);
+  render();
+  estimate();
+})();
