@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
 from django.db.models import Model, Q
+from django.urls import reverse
 
 DOMAIN_APPS = ("catalog", "personalization", "experiments")
 
@@ -129,3 +131,120 @@ def audit_record(
         detail=detail or {},
         ip=current_ip(),
     )
+
+
+# --- Long-running jobs, across apps ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    label: str
+    status: str
+    progress: int | None
+    message: str
+    error: str
+    started_at: object
+    finished_at: object
+    url: str
+    retry_url: str = ""
+
+
+def _refresh_summary(refresh) -> str:
+    if refresh.size is None:
+        return ""
+    return f"{refresh.size} members (+{refresh.entered} / -{refresh.exited})"
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def jobs_recent(*, user, limit: int = 50) -> list[Job]:
+    """The latest long jobs the user may see (training, tag-suggestion training, imports,
+    segment refreshes, experiment analyses), newest first, with progress and errors."""
+    from catalog.models import ImportJob, TagSuggestionModel
+    from experiments.models import AnalysisSnapshot
+    from personalization.models import SegmentRefresh, TrainingRun
+
+    jobs: list[Job] = []
+    if user.has_perm("personalization.view_trainingrun"):
+        can_retry = user.has_perm("personalization.add_trainingrun")
+        for run in TrainingRun.objects.select_related("recommender")[:limit]:
+            jobs.append(
+                Job(
+                    "Training",
+                    f"{run.recommender.name} v{run.version}",
+                    run.status,
+                    run.progress,
+                    run.message,
+                    _first_line(run.error),
+                    run.started_at or run.created_at,
+                    run.finished_at,
+                    run.get_absolute_url(),
+                    reverse("personalization:recommender_train", args=[run.recommender_id])
+                    if can_retry and run.status == TrainingRun.Status.FAILED
+                    else "",
+                )
+            )
+    if user.has_perm("catalog.view_item"):
+        for model in TagSuggestionModel.objects.order_by("-pk")[:limit]:
+            jobs.append(
+                Job(
+                    "Tag suggestions",
+                    f"model #{model.pk}",
+                    model.status,
+                    model.progress,
+                    model.message,
+                    _first_line(model.error),
+                    model.started_at or model.created_at,
+                    model.trained_at,
+                    reverse("catalog:taxonomy"),
+                )
+            )
+        for job in ImportJob.objects.exclude(status=ImportJob.Status.PREVIEWED)[:limit]:
+            jobs.append(
+                Job(
+                    "Import",
+                    job.filename,
+                    job.status,
+                    job.progress,
+                    job.message,
+                    _first_line(job.error),
+                    job.created_at,
+                    job.finished_at,
+                    job.get_absolute_url(),
+                )
+            )
+    if user.has_perm("personalization.view_segment"):
+        for refresh in SegmentRefresh.objects.select_related("segment")[:limit]:
+            jobs.append(
+                Job(
+                    "Segment refresh",
+                    refresh.segment.name,
+                    refresh.status,
+                    None,
+                    _refresh_summary(refresh),
+                    _first_line(refresh.error),
+                    refresh.started_at,
+                    refresh.finished_at,
+                    refresh.segment.get_absolute_url(),
+                )
+            )
+    if user.has_perm("experiments.view_experiment"):
+        for snapshot in AnalysisSnapshot.objects.select_related("experiment").order_by("-pk")[:limit]:
+            jobs.append(
+                Job(
+                    "Analysis",
+                    snapshot.experiment.name,
+                    "succeeded",
+                    100,
+                    f"as of {snapshot.as_of:%Y-%m-%d %H:%M} UTC",
+                    "",
+                    snapshot.computed_at,
+                    None,
+                    snapshot.experiment.get_absolute_url(),
+                )
+            )
+    jobs.sort(key=lambda job: job.started_at or 0, reverse=True)
+    return jobs[:limit]

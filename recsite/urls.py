@@ -16,6 +16,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("jobs/", views.jobs, name="jobs"),
     path("audit/", views.audit_log, name="audit_log"),
     path(
         "login/",

@@ -82,3 +82,11 @@ def audit_log(request):
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
     return render(request, "recsite/audit_log.html", {"page": page, "action": action, "actions": actions})
+
+
+def jobs(request):
+    """Every long job the user may see, with its progress, status and error; failed
+    training runs can be retried from here."""
+    from . import services
+
+    return render(request, "jobs.html", {"jobs": services.jobs_recent(user=request.user)})

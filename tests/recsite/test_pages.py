@@ -159,3 +159,20 @@ def test_a_finished_run_page_lists_its_metrics_data_sizes_and_timings(client_as)
     assert "ndcg@10" in html
     assert "item_count" in html
     assert "snapshot" in html
+
+
+def test_the_jobs_page_lists_long_jobs_with_progress_errors_and_a_retry_for_failed_training(client_as):
+    from personalization.models import TrainingRun
+
+    recommender = factories.trending()
+    TrainingRun.objects.create(
+        recommender=recommender, version=1, status="failed", error="Boom: no data\ntrace"
+    )
+    TrainingRun.objects.create(
+        recommender=recommender, version=2, status="running", progress=40, message="Fitting"
+    )
+    html = client_as("marketer").get(reverse("jobs")).content.decode()
+    assert "trending v1" in html and "Boom: no data" in html and "trace" not in html
+    assert 'value="40"' in html
+    assert html.count(">Retry</button>") == 1
+    assert "trending v1" not in client_as("editor").get(reverse("jobs")).content.decode()
