@@ -251,7 +251,11 @@ def _chain(*, recommender_name: str | None, placement: Placement | None) -> list
         names.append(placement.recommender.name)
         names.extend(placement.fallbacks)
     names.append(settings.DEFAULT_RECOMMENDER)
-    by_name = Recommender.objects.select_related("active_run").in_bulk(names, field_name="name")
+    by_name = (
+        Recommender.objects.select_related("active_run")
+        .only("name", "algorithm", "active_run_id", "active_run__version")
+        .in_bulk(names, field_name="name")
+    )
     if recommender_name:
         named = by_name.get(recommender_name)
         if named is None:
@@ -324,13 +328,17 @@ def _reason_text(reason: dict, items: dict[int, Item], tag_names: dict[str, str]
     return "Trending now"
 
 
+# What results need of an item (descriptions and metadata stay in the database).
+ITEM_FIELDS = ("pk", "external_id", "title", "kind", "active", "release_date", "image_url")
+
+
 def results_build(
     candidates: list[Candidate], *, k: int, placement: Placement | None = None
 ) -> list[Recommendation]:
     """Turn candidates into results: active items only, placement filters, reasons as text."""
     item_ids = [c.item_id for c in candidates]
     reason_items = [c.reason["item"] for c in candidates if isinstance(c.reason.get("item"), int)]
-    items = Item.objects.in_bulk(set(item_ids) | set(reason_items))
+    items = Item.objects.only(*ITEM_FIELDS).in_bulk(set(item_ids) | set(reason_items))
     if placement is not None:
         kinds = set(placement.kinds)
         include = _tag_filter(item_ids, placement.include_tags) if placement.include_tags else None
@@ -410,6 +418,8 @@ def recommendations_get(
                 continue
             seen.add(candidate.item_id)
             gathered.append(candidate)
+            if len(gathered) >= want:
+                break
         if len(gathered) >= want:
             break
     results = results_build(gathered, k=k, placement=placement)

@@ -284,7 +284,7 @@ def test_the_recommendation_pages_compare_models_activate_versions_and_preview_a
     assert "now serves v1" in response.content.decode()
     first.recommender.refresh_from_db()
     assert first.recommender.active_run_id == first.pk != second.pk
-    preview = client.get(reverse("personalization:profile_preview"), {"user_id": users[0].external_id})
+    preview = client.get(reverse("personalization:recommender_preview"), {"user_id": users[0].external_id})
     html = preview.content.decode()
     assert "Top picks for you" in html and 'class="rec-reason"' in html
     assert (
