@@ -157,7 +157,7 @@ def detect_kind(text: str, fmt: str) -> str:
         )
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return ImportJob.Kind.ITEMS
     if isinstance(parsed, dict):
         return ImportJob.Kind.TAXONOMY if "taxonomy" in parsed else ImportJob.Kind.ITEMS
@@ -210,7 +210,7 @@ def _records(text: str, fmt: str, plan: Plan) -> Iterator[tuple[int, dict]]:
         return
     try:
         parsed = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         plan.error(getattr(exc, "lineno", 0), None, f"invalid JSON ({exc}).")
         return
     key = "items" if plan.kind == ImportJob.Kind.ITEMS else "taxonomy"

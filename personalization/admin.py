@@ -134,6 +134,7 @@ class DeletionLogAdmin(admin.ModelAdmin):
 class ImportCheckpointAdmin(admin.ModelAdmin):
     list_display = ["key", "line", "stored", "updated_at"]
 
+
 from .models import Segment, SegmentRefresh  # noqa: E402
 
 

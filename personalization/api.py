@@ -714,8 +714,12 @@ class RuleField(serializers.JSONField):
     """A segment rule; validation errors name the part of the rule (``rule.root.conditions[1].value``)."""
 
 
+def _rule_field(exc: segment_services.RuleError) -> str:
+    return "rule" if exc.path == "rule" else f"rule.{exc.path}"
+
+
 def _rule_error(exc: segment_services.RuleError):
-    return error_response(f"rule.{exc.path}: {exc.message}", field=f"rule.{exc.path}")
+    return error_response(f"{_rule_field(exc)}: {exc.message}", field=_rule_field(exc))
 
 
 class SegmentRefreshSerializer(serializers.ModelSerializer):
@@ -729,7 +733,11 @@ class SegmentRefreshSerializer(serializers.ModelSerializer):
 
 
 class SegmentSerializer(serializers.ModelSerializer):
-    rule = RuleField(required=False)
+    rule = RuleField(required=False, allow_null=True)
+    # Discovered segments are saved from the discovery page, not created empty.
+    kind = serializers.ChoiceField(
+        choices=[Segment.Kind.DYNAMIC, Segment.Kind.STATIC], default=Segment.Kind.DYNAMIC
+    )
 
     class Meta:
         model = Segment
@@ -745,7 +753,9 @@ class SegmentSerializer(serializers.ModelSerializer):
             try:
                 segment_services.rule_validate(attrs.get("rule"))
             except segment_services.RuleError as exc:
-                raise serializers.ValidationError({f"rule.{exc.path}": [exc.message]}) from None
+                raise serializers.ValidationError({_rule_field(exc): [exc.message]}) from None
+        else:
+            attrs["rule"] = {}
         return attrs
 
 
@@ -883,7 +893,8 @@ class SegmentEstimate(APIView):
     )
     def post(self, request):
         try:
-            size = segment_services.segment_estimate(rule=request.data.get("rule"))
+            data = request.data if isinstance(request.data, dict) else {}
+            size = segment_services.segment_estimate(rule=data.get("rule"))
         except segment_services.RuleError as exc:
             return _rule_error(exc)
         return Response({"size": size})

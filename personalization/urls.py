@@ -15,7 +15,7 @@ urlpatterns = [
     ),
     path("recommendations/placements/new/", views.placement_create, name="placement_create"),
     path("recommendations/placements/<slug:key>/", views.placement_edit, name="placement_edit"),
-    path("recommendations/preview/", views.profile_preview, name="profile_preview"),
+    path("recommendations/preview/", views.profile_preview, name="recommender_preview"),
     path("audience/", views.profile_list, name="profile_list"),
     path("audience/profiles/<int:pk>/", views.profile_detail, name="profile_detail"),
 ]
@@ -36,6 +36,7 @@ urlpatterns += [
     path("segments/", views.segment_list, name="segment_list"),
     path("segments/new/", views.segment_create, name="segment_create"),
     path("segments/estimate/", views.segment_estimate, name="segment_estimate"),
+    path("segments/discover/", views.segment_discover, name="segment_discover"),
     path("segments/<int:pk>/", views.segment_detail, name="segment_detail"),
     path("segments/<int:pk>/edit/", views.segment_edit, name="segment_edit"),
     path("segments/<int:pk>/refresh/", views.segment_refresh, name="segment_refresh"),

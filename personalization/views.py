@@ -495,3 +495,38 @@ def segment_members_export(request, pk: int):
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="segment-{segment.key}.csv"'
     return response
+
+
+@permission_required("personalization.add_segment", raise_exception=True)
+def segment_discover(request):
+    """Cluster the audience (on request: it takes seconds) and save a cluster as a segment.
+
+    Clustering is seeded, so re-running it with the chosen k on save finds the same clusters
+    while the data has not changed."""
+    from django.utils.text import slugify
+
+    from . import segments
+    from .models import Segment
+
+    source = request.POST if request.method == "POST" else request.GET
+    k = source.get("k", "").strip()
+    k = int(k) if k.isdigit() and 2 <= int(k) <= 20 else None
+    discovery = None
+    if request.method == "POST":
+        discovery = segments.segment_discover(k=int(request.POST["chosen_k"]))
+        index = int(request.POST.get("cluster", -1))
+        cluster = next((c for c in discovery.clusters if c.index == index), None)
+        name = request.POST.get("name", "").strip() or (cluster.description if cluster else "")
+        key = slugify(name)[:90] or "cluster"
+        if Segment.objects.filter(key=key).exists():
+            key = f"{key}-{Segment.objects.count() + 1}"
+        if cluster is not None:
+            segment = segments.segment_save_cluster(
+                cluster=cluster, key=key, name=name, created_by=request.user
+            )
+            messages.success(request, f"Saved {segment.size} profiles as {segment.name}.")
+            return redirect(segment)
+        messages.error(request, "That cluster no longer exists; run the discovery again.")
+    elif "run" in request.GET:
+        discovery = segments.segment_discover(k=k)
+    return render(request, "personalization/segment_discover.html", {"discovery": discovery, "k": k or ""})

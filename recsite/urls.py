@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.settings import api_settings
 
 from . import views
 from .security import ThrottledAuthenticationForm
@@ -31,7 +32,13 @@ urlpatterns = [
     path("experiments/", include("experiments.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/token/", obtain_auth_token, name="api_token"),
+    # DRF's token view turns throttling off; keep the API rates so it cannot be used to guess
+    # passwords faster than the (throttled) login form.
+    path(
+        "api/token/",
+        ObtainAuthToken.as_view(throttle_classes=api_settings.DEFAULT_THROTTLE_CLASSES),
+        name="api_token",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
 ]

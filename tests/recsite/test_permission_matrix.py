@@ -159,6 +159,8 @@ EXPECTED: dict[str, Rule] = {
     # Pages.
     "dashboard": rule(SIGNED_IN),
     "audit_log": rule(ADMIN),
+    # Everyone signed in; the page lists only the jobs the user may see.
+    "jobs": rule(SIGNED_IN),
     "catalog:item_list": rule(CATALOG),
     "catalog:item_detail": rule(CATALOG),
     "catalog:queue": rule(CATALOG),
@@ -192,7 +194,7 @@ EXPECTED: dict[str, Rule] = {
     "personalization:training_run_activate": rule(MARKETING, "POST"),
     "personalization:placement_create": rule(MARKETING),
     "personalization:placement_edit": rule(MARKETING),
-    "personalization:profile_preview": rule(DOMAIN),
+    "personalization:recommender_preview": rule(DOMAIN),
     "personalization:profile_list": rule(DOMAIN),
     "personalization:profile_detail": rule(DOMAIN),
     "personalization:profile_export": rule({"analyst", "admin"}),
@@ -205,6 +207,7 @@ EXPECTED: dict[str, Rule] = {
     "personalization:segment_list": rule(DOMAIN),
     "personalization:segment_detail": rule(DOMAIN),
     "personalization:segment_create": rule(MARKETING),
+    "personalization:segment_discover": rule(MARKETING),
     "personalization:segment_edit": rule(MARKETING),
     "personalization:segment_estimate": rule(DOMAIN, "POST"),
     "personalization:segment_refresh": rule(MARKETING, "POST"),
