@@ -374,6 +374,27 @@ def results_build(
     ]
 
 
+def _apply_segment_override(placement: Placement, state: ProfileState) -> None:
+    """A placement's ``segment_overrides`` ({"segment-key": "recommender-name"}) serve members
+    of a segment with another recommender; the default one becomes its first fallback."""
+    if not placement.segment_overrides or state.profile is None:
+        return
+    from .models import SegmentMembership
+
+    current = set(
+        SegmentMembership.objects.filter(
+            profile=state.profile, exited_at__isnull=True, segment__key__in=list(placement.segment_overrides)
+        ).values_list("segment__key", flat=True)
+    )
+    for segment_key, name in placement.segment_overrides.items():
+        if segment_key in current:
+            override = Recommender.objects.filter(name=name).first()
+            if override is not None and override.pk != placement.recommender_id:
+                placement.fallbacks = [placement.recommender.name, *placement.fallbacks]
+                placement.recommender = override
+            return
+
+
 def recommendations_get(
     *,
     user_id: str | None = None,
@@ -406,9 +427,11 @@ def recommendations_get(
             placement.recommender = (
                 Recommender.objects.filter(name=variant_recommender).first() or placement.recommender
             )
-    chain = _chain(recommender_name=recommender_name, placement=placement)
     if state is None:
         state = profile_state(profile_resolve(user_id=user_id, anonymous_id=anonymous_id))
+    if placement is not None and recommender_name is None and experiment is None:
+        _apply_segment_override(placement, state)
+    chain = _chain(recommender_name=recommender_name, placement=placement)
     want = k * 3 if placement is None or not (placement.include_tags or placement.kinds) else k * 10
     gathered: list[Candidate] = []
     seen: set[int] = set()

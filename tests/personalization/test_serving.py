@@ -299,3 +299,29 @@ def test_the_recommendation_pages_compare_models_activate_versions_and_preview_a
         {"name": "knn", "algorithm": "item_knn", "params": '{"neighbours": 0}', "primary_metric": "ndcg@10"},
     )
     assert "params.neighbours: must be between" in edit.content.decode()
+
+
+def test_members_of_a_segment_get_the_recommender_their_placement_override_names(clusters):
+    from personalization.models import Placement, Segment, SegmentMembership
+
+    _, users, _, _ = clusters
+    train_trending()
+    train("knn", "item_knn")
+    fans = Segment.objects.create(key="anime-fans", name="Anime fans", kind="static")
+    SegmentMembership.objects.create(segment=fans, profile=users[0], entered_at=timezone.now())
+    SegmentMembership.objects.create(
+        segment=fans,
+        profile=users[1],
+        entered_at=timezone.now() - timedelta(days=2),
+        exited_at=timezone.now(),
+    )
+    Placement.objects.create(
+        key="home", name="Home", recommender=Recommender.objects.get(name="trending"),
+        segment_overrides={"anime-fans": "knn"},
+    )  # fmt: skip
+    member = serving.recommendations_get(user_id=users[0].external_id, k=3, placement_key="home")
+    assert member.recommender.name == "knn"
+    former = serving.recommendations_get(user_id=users[1].external_id, k=3, placement_key="home")
+    assert former.recommender.name == "trending"
+    stranger = serving.recommendations_get(user_id="nobody", k=3, placement_key="home")
+    assert stranger.recommender.name == "trending"
