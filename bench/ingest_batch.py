@@ -38,6 +38,11 @@ NAMES = [
 ]  # fmt: skip
 
 
+def load_average() -> str:
+    """The 1-minute load average: the machine is shared, so every figure is reported with it."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def manage(env: dict, *args: str) -> str:
     out = subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
@@ -196,6 +201,7 @@ def main() -> None:
     key = manage(env, "create_write_key", "bench").strip()
     bodies = bodies_make(events=args.events, batch=args.batch, users=args.users, items=args.items)
     server = server_start(env, args.port, args.workers)
+    load_before = load_average()
     try:
         elapsed, latencies, stored = send_all(bodies, port=args.port, key=key, threads=args.threads)
     finally:
@@ -215,6 +221,7 @@ def main() -> None:
             f"raw COPY of the same {rows:,} rows: {copy_rate:,.0f} rows/s; "
             f"API / COPY = {rate / copy_rate:.2f}"
         )
+    print(f"load average (1 min) before / after the run: {load_before} / {load_average()}")
     print("reproduce: " + ("DATABASE_URL=... " if url else "") + "python " + " ".join(sys.argv))
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_batch import ROOT, catalog_load, database_reset, manage
+from ingest_batch import ROOT, catalog_load, database_reset, load_average, manage
 
 NAMES = ["play", "complete", "view", "Video Playback Started", "Product Viewed", "rate", "add_to_list"]
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=2_000)
-    parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument("--chunk-size", type=int, default=20_000)
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     var = tempfile.mkdtemp(prefix="rs-bench-import-")
@@ -51,6 +51,7 @@ def main() -> None:
     catalog_load(env, args.items)
     path = Path(var) / "events.csv"
     csv_write(path, events=args.events, users=args.users, items=args.items)
+    load_before = load_average()
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "manage.py", "import_events", str(path), "--chunk-size", str(args.chunk_size)],
@@ -60,6 +61,7 @@ def main() -> None:
     backend = "PostgreSQL" if url else "SQLite"
     print(f"backend: {backend}; {args.events:,} CSV rows ({args.users:,} users, {args.items:,} items)")
     print(f"import: {elapsed:.1f} s, {args.events / elapsed:,.0f} events/s (including process start)")
+    print(f"load average (1 min) before / after the run: {load_before} / {load_average()}")
     print("reproduce: " + ("DATABASE_URL=... " if url else "") + "python " + " ".join(sys.argv))
 
 

@@ -3,7 +3,9 @@
 Creates a fresh database, generates profiles, a tagged catalog and events server-side with
 generate_series, then times, for "played at least 3 items tagged Genre > Anime in the last
 30 days and did not play in the last 7": the estimate (one COUNT), a first refresh (every
-member enters), a second refresh (no change), and the same rule as hand-written SQL.
+member enters), a second refresh (no change), and the same rule as hand-written SQL. Then the
+estimates of the newer conditions (restarted, watch time, active days per week, a property
+filter) and the webhook dispatch of the first refresh (delivery rows only, nothing is sent).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_seg \\
         .venv/bin/python bench/segments_refresh.py --profiles 100000 --events 5000000
@@ -30,6 +32,24 @@ RULE = {
         ],
     },
 }
+
+# The newer condition kinds, each estimated on its own (play and complete events carry
+# ``watch_seconds`` in the generated data).
+EXTRA_RULES = {
+    "restarted (old 60, gap 30, recent 7)": {
+        "kind": "restarted", "event": "play", "old_days": 60, "gap_days": 30, "recent_days": 7,
+    },
+    "watch time >= 120 min in 30 days": {
+        "kind": "engagement", "metric": "watch_time", "op": "gte", "value": 120, "last_days": 30,
+    },
+    "active days per week >= 2 (28 days)": {
+        "kind": "engagement", "metric": "active_days_per_week", "op": "gte", "value": 2, "last_days": 28,
+    },
+    "played with watch_seconds > 3000, 30 days": {
+        "kind": "performed", "event": "play", "last_days": 30,
+        "properties": [{"property": "watch_seconds", "op": "gt", "value": 3000}],
+    },
+}  # fmt: skip
 
 HAND_SQL = """
 SELECT count(*) FROM (
@@ -134,7 +154,9 @@ def main() -> None:
                     "item_id, properties, timestamp, received_at) "
                     "SELECT %s, 'e' || g, k, k, p, "
                     "%s + CASE WHEN p %% 5 = 0 AND random() < 0.5 THEN 10 * (random() * (%s / 10 - 1))::int "
-                    "ELSE (random() * (%s - 1))::int END, '{}', ts, ts "
+                    "ELSE (random() * (%s - 1))::int END, "
+                    "CASE WHEN k IN ('play', 'complete') "
+                    "THEN jsonb_build_object('watch_seconds', (random() * 3600)::int) ELSE '{}' END, ts, ts "
                     "FROM (SELECT g, %s + (random() * (%s - 1))::int AS p, "
                     "(ARRAY['view','play','play','complete','pause'])[1 + (g %% 5)] AS k, "
                     "now() - random() * interval '60 days' AS ts FROM generate_series(1, %s) g) e",
@@ -168,6 +190,40 @@ def main() -> None:
     )
     print(f"hand-written SQL size {hand_size:,}; estimate / hand-written time ratio {ratio:.2f}")
     assert hand_size == size == first.size
+
+    from personalization import webhooks
+    from personalization.models import SegmentRefresh, SegmentWebhook
+
+    for label, condition in EXTRA_RULES.items():
+        rule = {"version": 1, "root": {"op": "and", "conditions": [condition]}}
+        n = timed(f"estimate: {label}", lambda rule=rule: segments.segment_estimate(rule=rule), timings)
+        print(f"{'':<44} {n:,} profiles")
+    SegmentWebhook.objects.create(segment=segment, url="https://hooks.example.invalid/x", secret="bench")
+    refresh = SegmentRefresh.objects.get(pk=first.pk)
+    ids = timed(
+        f"webhooks_dispatch ({first.entered:,} entries)",
+        lambda: webhooks.webhooks_dispatch(refresh=refresh),
+        timings,
+    )
+    print(f"{'':<44} {len(ids):,} deliveries")
+    # A large change: everyone with 2 hours of watch time enters a new segment at once.
+    Segment.objects.filter(key="bench-watchers").delete()
+    watch = {
+        "version": 1,
+        "root": {"op": "and", "conditions": [EXTRA_RULES["watch time >= 120 min in 30 days"]]},
+    }
+    watchers = Segment.objects.create(key="bench-watchers", name="Watchers", rule=watch)
+    SegmentWebhook.objects.create(segment=watchers, url="https://hooks.example.invalid/w", secret="bench")
+    big = timed(
+        "segment_refresh (watch time, all enter)", lambda: segments.segment_refresh(segment=watchers), timings
+    )
+    ids = timed(
+        f"webhooks_dispatch ({big.entered:,} entries)",
+        lambda: webhooks.webhooks_dispatch(refresh=big),
+        timings,
+    )
+    print(f"{'':<44} {len(ids):,} deliveries")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

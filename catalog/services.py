@@ -659,62 +659,48 @@ def _train(model_id: int) -> None:
             f"Not enough tagged items to learn from ({labelled} tagged items; each tag needs "
             f"{MIN_EXAMPLES}). Tag some items first."
         )
-    _model_update(model_id, progress=20, message=f"Evaluating on held-out items ({labelled:,} tagged)")
-    metrics = ml.holdout_evaluate(
-        data.texts, data.labels, data.rejected, data.tags, interactions=data.interactions
-    )
-    _model_update(model_id, progress=50, message="Fitting on all tagged items")
-    targets = ml.label_matrix(data.labels, data.rejected, data.tags)
-    cooc = None
-    if data.interactions is not None:
-        cooc = ml.cooccurrence_features(data.interactions[0], data.interactions[1], targets)
-    train = np.array([n for n in range(len(data.texts)) if data.labels[n] or data.rejected[n]])
-    fitted = ml.fit(
-        [data.texts[n] for n in train], targets[train], data.tags,
-        cooccurrence=None if cooc is None else cooc[train],
+    training = ml.train(
+        data.texts, data.labels, data.rejected, data.tags, interactions=data.interactions,
+        k=settings.CATALOG_SUGGESTIONS_PER_ITEM, exclude=_suggestion_exclusions(data),
+        progress=lambda percent, message: _model_update(model_id, progress=percent, message=message),
     )  # fmt: skip
-    _model_update(model_id, progress=75, message="Suggesting tags for items")
-    created = _suggestions_refresh(model_id, fitted, data, cooc)
+    _model_update(model_id, progress=90, message="Storing suggestions")
+    created = _suggestions_store(model_id, data.item_ids, training.suggestions)
     TagSuggestionModel.objects.filter(pk=model_id, status=TagSuggestionModel.Status.RUNNING).update(
         status=TagSuggestionModel.Status.SUCCEEDED,
         progress=100,
         message=f"{created:,} suggestions for {len(data.texts):,} items",
-        metrics={**metrics.as_dict(), "co_consumption": cooc is not None, "suggestions": created},
-        artifact=fitted.dumps(),
+        metrics={
+            **training.metrics.as_dict(),
+            "co_consumption": training.co_consumption,
+            "suggestions": created,
+        },
+        artifact=training.model.dumps(),
         trained_at=timezone.now(),
     )
 
 
-def _suggestions_refresh(
-    model_id: int, fitted: ml.TagSuggester, data: SuggestionData, cooc: sp.csr_matrix | None
-) -> int:
-    """Replace pending suggestions; decided ones stay (so rejections are never proposed again)."""
+def _suggestion_exclusions(data: SuggestionData) -> sp.csr_matrix:
+    """(item row, tag column) pairs never to suggest: tags carried and suggestions decided."""
     column = {int(t): c for c, t in enumerate(data.tags)}
     index = {int(pk): n for n, pk in enumerate(data.item_ids)}
-    rows, cols = [], []
-    for n, tags_of in enumerate(data.labels):
-        for t in tags_of:
-            rows.append(n)
-            cols.append(column.get(t, -1))
-    for item_id, tag_id in TagSuggestion.objects.exclude(status=TagSuggestion.Status.PENDING).values_list(
+    pairs = [(n, column.get(t, -1)) for n, tags_of in enumerate(data.labels) for t in tags_of]
+    decided = TagSuggestion.objects.exclude(status=TagSuggestion.Status.PENDING).values_list(
         "item_id", "tag_id"
-    ):
-        if item_id in index:
-            rows.append(index[item_id])
-            cols.append(column.get(tag_id, -1))
-    mask = [c >= 0 for c in cols]
-    exclude = sp.csr_matrix(
-        (np.ones(sum(mask)), (np.array(rows)[mask], np.array(cols)[mask])),
-        shape=(len(data.texts), len(data.tags)),
     )
-    proposals = ml.suggest(
-        fitted, data.texts, k=settings.CATALOG_SUGGESTIONS_PER_ITEM, exclude=exclude, cooccurrence=cooc
-    )
+    pairs += [(index[item_id], column.get(tag_id, -1)) for item_id, tag_id in decided if item_id in index]
+    rows = np.array([r for r, c in pairs if c >= 0], dtype=np.int64)
+    cols = np.array([c for _, c in pairs if c >= 0], dtype=np.int64)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(data.texts), len(data.tags)))
+
+
+def _suggestions_store(model_id: int, item_ids: np.ndarray, proposals: list[list[tuple[int, float]]]) -> int:
+    """Replace pending suggestions; decided ones stay (so rejections are never proposed again)."""
     with transaction.atomic():
         TagSuggestion.objects.filter(status=TagSuggestion.Status.PENDING).delete()
         batch = [
             TagSuggestion(
-                item_id=int(data.item_ids[n]), tag_id=tag_id, confidence=round(conf, 4), model_id=model_id
+                item_id=int(item_ids[n]), tag_id=tag_id, confidence=round(conf, 4), model_id=model_id
             )
             for n, pairs in enumerate(proposals)
             for tag_id, conf in pairs

@@ -50,7 +50,8 @@ class ExperimentAssignment(APIView):
             "v2 hash, persists the first assignment, and records an exposure unless `record=false`. "
             "Profiles that do not exist yet are created so the assignment sticks. Outside the experiment "
             "(not running, traffic, namespace, targeting) the control's payload is returned with "
-            "`in_experiment: false`."
+            "`in_experiment: false`. A bandit experiment draws an arm per request from its latest "
+            "Thompson-sampling allocation (`reason: drawn`, not sticky)."
         ),
         examples=[
             OpenApiExample(
@@ -111,7 +112,9 @@ class ExperimentResults(APIView):
             "Per metric and variant: sufficient statistics, relative lift with its Welch/delta-method "
             "interval, "
             "adjusted p-value, Bayesian chance to beat control and risk, always-valid interval; plus SRM, "
-            "warnings and plain-language verdicts. 404 until a first analysis has run."
+            "warnings and plain-language verdicts; `segments` (the breakdown by segment, membership at "
+            "first exposure); `interleaving` (credits, wins, sign test) or `bandit` (arms, shares) for "
+            "those kinds. 404 until a first analysis has run."
         ),
     )
     def get(self, request, key: str):

@@ -112,6 +112,44 @@ def distribution(*, series: Sequence[tuple[str, Sequence[tuple[float, int]]]], m
     return figure_dict(fig)
 
 
+def interleaving_credits(
+    *, days: Sequence[str], a: Sequence[int], b: Sequence[int], names: Sequence[str]
+) -> dict:
+    """Clicks credited to each team per day, with the cumulative share won by team B."""
+    fig = go.Figure()
+    fig.add_bar(x=list(days), y=list(a), name=f"A: {names[0]}", marker_color=colour(0))
+    fig.add_bar(x=list(days), y=list(b), name=f"B: {names[1]}", marker_color=colour(1))
+    cum_a = cum_b = 0
+    share = []
+    for day_a, day_b in zip(a, b, strict=True):
+        cum_a, cum_b = cum_a + day_a, cum_b + day_b
+        share.append(round(100 * cum_b / (cum_a + cum_b), 2) if cum_a + cum_b else None)
+    fig.add_scatter(
+        x=list(days), y=share, name="B's share of credited clicks (cumulative, %)", yaxis="y2",
+        mode="lines+markers", line_color="#10b981",
+    )  # fmt: skip
+    fig.update_layout(
+        **LAYOUT,
+        height=320,
+        barmode="group",
+        yaxis_title="credited clicks",
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 100], "title": "% to B"},
+    )
+    return figure_dict(fig)
+
+
+def allocation_over_time(*, times: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]) -> dict:
+    """The share of traffic of every bandit arm after each posterior update (stacked to 100%)."""
+    fig = go.Figure()
+    for index, (name, shares) in enumerate(series):
+        fig.add_scatter(
+            x=list(times), y=[_pct(v) for v in shares], name=name, mode="lines", stackgroup="arms",
+            line_color=colour(index),
+        )  # fmt: skip
+    fig.update_layout(**LAYOUT, height=320, yaxis_title="% of traffic", yaxis_range=[0, 100])
+    return figure_dict(fig)
+
+
 def _pct(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 4)
 

@@ -16,7 +16,17 @@ class ExperimentForm(forms.ModelForm):
         label="Target segments",
         help_text="Segment ids, comma-separated. Empty = everybody.",
     )
-    primary_metric = forms.ModelChoiceField(queryset=Metric.objects.all(), required=False)
+    breakdown_segments = forms.CharField(
+        required=False,
+        label="Break results down by segments",
+        help_text="Segment ids, comma-separated; the report also breaks down by the targeted ones. "
+        "A profile counts in a segment when it was a member at its first exposure.",
+    )
+    primary_metric = forms.ModelChoiceField(
+        queryset=Metric.objects.all(),
+        required=False,
+        help_text="For a bandit: the conversion metric that rewards an arm.",
+    )
     secondary_metrics = forms.ModelMultipleChoiceField(
         queryset=Metric.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )
@@ -40,11 +50,11 @@ class ExperimentForm(forms.ModelForm):
     class Meta:
         model = Experiment
         fields = [
-            "key", "name", "hypothesis", "traffic_percent", "planned_sample_size", "hash_seed",
+            "key", "name", "kind", "hypothesis", "traffic_percent", "planned_sample_size", "hash_seed",
             "namespace", "namespace_start", "namespace_end", "holdout_percent",
-            "alpha", "correction", "cuped",
+            "alpha", "correction", "cuped", "bandit_min_share", "version",
         ]  # fmt: skip
-        widgets = {"hypothesis": forms.Textarea(attrs={"rows": 3})}
+        widgets = {"hypothesis": forms.Textarea(attrs={"rows": 3}), "version": forms.HiddenInput}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -52,6 +62,9 @@ class ExperimentForm(forms.ModelForm):
         if experiment.pk:
             self.fields["key"].disabled = True
             self.fields["segments"].initial = ", ".join(str(s) for s in experiment.segment_ids)
+            self.fields["breakdown_segments"].initial = ", ".join(
+                str(s) for s in experiment.breakdown_segment_ids
+            )
             roles: dict[str, list] = {"primary": [], "secondary": [], "guardrail": []}
             for em in experiment.experiment_metrics.all():
                 roles[em.role].append(em.metric_id)
@@ -60,6 +73,25 @@ class ExperimentForm(forms.ModelForm):
             self.fields["guardrail_metrics"].initial = roles["guardrail"]
         if not experiment.pk or not experiment.is_locked:
             del self.fields["new_phase_reason"]
+        # Scripts and older forms that do not send them keep the defaults (an A/B test).
+        self.fields["kind"].required = False
+        self.fields["bandit_min_share"].required = False
+        # The version the editor loaded; a form posted without it (a script) checks the current one.
+        self.fields["version"].required = False
+
+    def clean_version(self) -> int:
+        return self.cleaned_data.get("version") or self.instance.version
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or self.instance.kind or Experiment.Kind.AB
+
+    def clean_bandit_min_share(self) -> float:
+        value = self.cleaned_data.get("bandit_min_share")
+        if value is None:
+            return self.instance.bandit_min_share
+        if not 0 <= value <= 0.5:
+            raise forms.ValidationError("The minimum share per arm must be between 0 and 0.5.")
+        return value
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]
@@ -68,13 +100,10 @@ class ExperimentForm(forms.ModelForm):
         return key
 
     def clean_segments(self) -> list[int]:
-        raw = self.cleaned_data["segments"].strip()
-        if not raw:
-            return []
-        try:
-            return [int(part) for part in raw.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise forms.ValidationError("Use segment ids separated by commas, e.g. 3, 7.") from None
+        return _segment_ids(self.cleaned_data["segments"])
+
+    def clean_breakdown_segments(self) -> list[int]:
+        return _segment_ids(self.cleaned_data["breakdown_segments"])
 
     def clean(self):
         data = super().clean()
@@ -91,6 +120,16 @@ class ExperimentForm(forms.ModelForm):
         roles += [(m, "secondary") for m in data.get("secondary_metrics") or []]
         roles += [(m, "guardrail") for m in data.get("guardrail_metrics") or []]
         return roles
+
+
+def _segment_ids(raw: str) -> list[int]:
+    raw = raw.strip()
+    if not raw:
+        return []
+    try:
+        return [int(part) for part in raw.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise forms.ValidationError("Use segment ids separated by commas, e.g. 3, 7.") from None
 
 
 class VariantForm(forms.Form):

@@ -89,8 +89,20 @@ class Experiment(models.Model):
         BH = "bh", "Benjamini-Hochberg (false discovery rate)"
         NONE = "none", "None"
 
+    class Kind(models.TextChoices):
+        AB = "ab", "A/B test"
+        INTERLEAVING = "interleaving", "Interleaving (two recommenders in one list)"
+        BANDIT = "bandit", "Multi-armed bandit (Thompson sampling)"
+
     key = models.SlugField(max_length=100, unique=True, help_text="Stable key used by SDKs and the API.")
     name = models.CharField(max_length=200)
+    kind = models.CharField(
+        max_length=20,
+        choices=Kind.choices,
+        default=Kind.AB,
+        help_text="Interleaving: the control's and the treatment's recommenders share one list on a "
+        "placement. Bandit: each request draws an arm, traffic follows the rewards.",
+    )
     hypothesis = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     owner = models.ForeignKey(
@@ -111,6 +123,11 @@ class Experiment(models.Model):
         default=0,
         help_text="Share of eligible profiles kept on the control experience and out of the analysis.",
     )
+    # Segment ids the report breaks results down by, besides the targeted ones.
+    breakdown_segment_ids = models.JSONField(default=list, blank=True)
+    bandit_min_share = models.FloatField(
+        default=0.05, help_text="Bandits: the smallest share of traffic any arm keeps (exploration)."
+    )
     phase = models.PositiveSmallIntegerField(default=1)
     planned_sample_size = models.PositiveIntegerField(
         null=True, blank=True, help_text="Profiles, all variants."
@@ -129,6 +146,8 @@ class Experiment(models.Model):
     decision_note = models.TextField(blank=True)
     concluded_at = models.DateTimeField(null=True, blank=True)
     metrics = models.ManyToManyField(Metric, through="ExperimentMetric", related_name="experiments")
+    # Optimistic concurrency: an edit saves only if the version is still the one the editor loaded.
+    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -150,6 +169,10 @@ class Experiment(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(alpha__gt=0, alpha__lt=0.5), name="experiment_alpha_0_05"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(bandit_min_share__gte=0, bandit_min_share__lte=0.5),
+                name="experiment_bandit_min_share_0_05",
             ),
             models.CheckConstraint(
                 condition=models.Q(status="concluded", decision__in=["ship", "keep_control", "inconclusive"])
@@ -353,3 +376,48 @@ class VariantResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_id}:{self.metric_id}:{self.variant_id}"
+
+
+class InterleavedImpression(models.Model):
+    """One team-draft interleaved list served on a placement, with the team of every item.
+
+    Team "A" is the control's recommender, "B" the treatment's. Each result's recommendation
+    id is ``{token}.{team}{rank}``, so a tracked click carrying it credits its team.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="impressions")
+    phase = models.PositiveSmallIntegerField(default=1)
+    profile = models.ForeignKey("personalization.Profile", on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32, unique=True)
+    items = models.JSONField(default=list, help_text="[[item id, team], ...] in the order shown.")
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The interleaving analysis: impressions of one phase up to an as-of time.
+            models.Index(fields=["experiment", "phase", "timestamp"], name="interleaved_exp_phase_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.token}"
+
+
+class BanditAllocation(models.Model):
+    """The traffic share of every arm of a bandit after one posterior update (charted over time)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="allocations")
+    phase = models.PositiveSmallIntegerField(default=1)
+    computed_at = models.DateTimeField()
+    shares = models.JSONField(default=dict, help_text="{arm key: share of traffic}")
+    arms = models.JSONField(default=dict, help_text="{arm key: {trials, successes, p_best}}")
+
+    class Meta:
+        ordering = ["experiment", "computed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "phase", "computed_at"], name="banditallocation_unique_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} allocation at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -21,7 +21,7 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from personalization.models import AnonymousId, Event, Profile
+from personalization.models import AnonymousId, Event, Profile, Segment, SegmentMembership
 from recsite.services import audit_record
 
 from . import hashing, stats
@@ -60,11 +60,41 @@ def experiment_problems(*, experiment: Experiment) -> list[str]:
     variants = list(experiment.variants.all())
     if len(variants) < 2:
         problems.append("It needs a control and at least one other variant.")
+    if experiment.kind == Experiment.Kind.INTERLEAVING:
+        # Weights and metrics do not apply: every profile sees both recommenders in one list.
+        recommenders = [v.payload.get("recommender") for v in variants]
+        placements = {v.payload.get("placement") for v in variants}
+        if len(variants) != 2 or not all(isinstance(r, str) and r for r in recommenders):
+            problems.append(
+                "Interleaving compares exactly two variants whose payloads name a recommender "
+                '({"recommender": "ease"}).'
+            )
+        if len(placements) != 1 or not all(isinstance(p, str) and p for p in placements):
+            problems.append('Both variants must name the same placement ({"placement": "home"}).')
+        return problems
     total = sum(v.weight for v in variants)
-    if variants and not 0.99 <= total <= 1.01:
+    if experiment.kind == Experiment.Kind.AB and variants and not 0.99 <= total <= 1.01:
         problems.append(f"Variant weights must add up to 1 (they add up to {total:g}).")
-    if not experiment.experiment_metrics.filter(role=ExperimentMetric.Role.PRIMARY).exists():
-        problems.append("Choose a primary metric.")
+    if (
+        experiment.kind == Experiment.Kind.BANDIT
+        and variants
+        and experiment.bandit_min_share * len(variants) > 1
+    ):
+        problems.append(
+            f"A minimum share of {experiment.bandit_min_share:g} per arm is impossible "
+            f"with {len(variants)} arms."
+        )
+    primary = experiment.experiment_metrics.filter(role=ExperimentMetric.Role.PRIMARY).select_related(
+        "metric"
+    )
+    if not primary.exists():
+        problems.append(
+            "Choose a primary metric (the reward of the bandit)."
+            if experiment.kind == Experiment.Kind.BANDIT
+            else "Choose a primary metric."
+        )
+    elif experiment.kind == Experiment.Kind.BANDIT and primary.first().metric.kind != Metric.Kind.CONVERSION:
+        problems.append("A bandit's reward (its primary metric) must be a conversion metric.")
     return problems
 
 
@@ -157,7 +187,11 @@ def _phase_settings(experiment: Experiment) -> dict:
 
 
 # Fields a running experiment may change freely; the others would corrupt its analysis.
-SAFE_WHILE_RUNNING = {"name", "hypothesis", "owner", "planned_sample_size", "alpha", "correction", "cuped"}
+SAFE_WHILE_RUNNING = {
+    "name", "hypothesis", "owner", "planned_sample_size", "alpha", "correction", "cuped",
+    # The breakdown only slices the analysis; a bandit's floor only bounds the next allocations.
+    "breakdown_segment_ids", "bandit_min_share",
+}  # fmt: skip
 
 
 @transaction.atomic
@@ -210,6 +244,18 @@ def experiment_save(
     except ValidationError as exc:
         field, errors = next(iter(exc.message_dict.items()))
         raise ExperimentError(f"{field}: {errors[0]}", field=field) from None
+    seen = experiment.version
+    if not creating:
+        _version_claim(experiment)
+    try:
+        _experiment_store(experiment, creating, corrupting, variants, metrics, new_phase_reason, now)
+    except Exception:
+        experiment.version = seen  # rolled back with the transaction: the editor may retry
+        raise
+    return experiment
+
+
+def _experiment_store(experiment, creating, corrupting, variants, metrics, new_phase_reason, now) -> None:
     experiment.save()
     if variants is not None and (creating or "variants" in corrupting):
         _variants_replace(experiment, variants)
@@ -225,7 +271,20 @@ def experiment_save(
         )
     if not creating and experiment.is_locked and corrupting and new_phase_reason:
         _phase_next(experiment, reason=new_phase_reason, now=now)
-    return experiment
+
+
+def _version_claim(experiment: Experiment) -> None:
+    """Compare-and-set on the version the editor loaded, so that of two people saving the same
+    experiment the second is told instead of silently overwriting the first."""
+    seen = experiment.version
+    if not Experiment.objects.filter(pk=experiment.pk, version=seen).update(version=seen + 1):
+        raise ExperimentError(
+            "Someone else changed this experiment after you opened it (changed by someone else). "
+            "Reload the page to see their changes, then make yours again.",
+            field="version",
+            status=409,
+        )
+    experiment.version = seen + 1
 
 
 def _variants_replace(experiment: Experiment, variants: list[dict]) -> None:
@@ -340,9 +399,24 @@ def experiment_assign(
         )
     if experiment.status != Status.RUNNING:
         return AssignmentResult(experiment, control, False, f"experiment is {experiment.status}")
+    if experiment.kind == Experiment.Kind.INTERLEAVING:
+        return AssignmentResult(
+            experiment, control, False, "interleaving: the placement shows both recommenders in one list"
+        )
     now = now or timezone.now()
     hash_value = user_id or anonymous_id
     profile = _profile_get_or_create(user_id=user_id, anonymous_id=anonymous_id)
+    if experiment.kind == Experiment.Kind.BANDIT:
+        from . import modes
+
+        if not targeting_matches(experiment=experiment, profile=profile):
+            return AssignmentResult(
+                experiment, control, False, "not in the targeted segments", profile=profile
+            )
+        arm, draw, recorded = modes.bandit_draw(
+            experiment=experiment, profile=profile, record=record, source=source, now=now
+        )
+        return AssignmentResult(experiment, arm, True, "drawn", profile, draw, recorded)
     assignment = (
         Assignment.objects.select_related("variant")
         .filter(experiment=experiment, phase=experiment.phase, profile=profile)
@@ -562,6 +636,34 @@ class _Dialect:
         return f"MIN({a}, {b})" if self.vendor == "sqlite" else f"LEAST({a}, {b})"
 
 
+class _ExposureBounds(_Dialect):
+    """A dialect whose expressions over ``a.first_exposed_at`` (metric windows, the CUPED
+    look-back) become columns of the assignment subquery: computed once per profile instead
+    of once per joined event row (millions of interval additions saved on a large analysis)."""
+
+    def __init__(self, vendor: str):
+        super().__init__(vendor)
+        self.columns: dict[str, str] = {}  # alias -> expression over a.first_exposed_at
+
+    def _alias(self, expression: str) -> str:
+        for alias, known in self.columns.items():
+            if known == expression:
+                return f"a.{alias}"
+        alias = f"fe_{len(self.columns)}"
+        self.columns[alias] = expression
+        return f"a.{alias}"
+
+    def t(self, column: str) -> str:
+        expression = super().t(column)
+        return (
+            self._alias(expression) if column == "a.first_exposed_at" and expression != column else expression
+        )
+
+    def shift(self, column: str, hours: float) -> str:
+        expression = super().shift(column, hours)
+        return self._alias(expression) if column == "a.first_exposed_at" else expression
+
+
 def _property_params(dialect: _Dialect, name: str) -> list:
     if dialect.vendor == "sqlite":
         path = '$."' + name.replace('"', "") + '"'
@@ -623,13 +725,20 @@ def _metric_columns(
 
 
 def _per_profile_sql(
-    *, experiment: Experiment, metrics: list[tuple[Metric, float | None]], as_of: datetime, dialect: _Dialect
+    *,
+    experiment: Experiment,
+    metrics: list[tuple[Metric, float | None]],
+    as_of: datetime,
+    dialect: _Dialect,
+    with_profile: bool = False,
 ) -> tuple[str, list]:
     """One row per exposed profile: its variant and, for each metric i, columns x{i} and y{i}.
 
     One pass over the events of the exposed profiles serves every metric: each metric's
-    window is a CASE inside the aggregate, the join only bounds time and event types.
+    window is a CASE inside the aggregate, the join only bounds time and event types. The
+    window bounds of each profile are computed once, in the assignment subquery.
     """
+    base, dialect = dialect, _ExposureBounds(dialect.vendor)
     ts, fe = dialect.t("e.timestamp"), dialect.t("a.first_exposed_at")
     columns, select_params, types, any_event = [], [], set(), False
     lookback = max([hours or 0 for metric, hours in metrics if metric.kind != Metric.Kind.RATIO], default=0)
@@ -645,14 +754,21 @@ def _per_profile_sql(
     if types and not any_event:
         join += " AND e.type IN (" + ", ".join(["%s"] * len(types)) + ")"
         join_params += sorted(types)
-    sql = (
-        f"SELECT a.variant_id AS variant_id, {', '.join(columns)} "
-        f"FROM {Assignment._meta.db_table} a LEFT JOIN {Event._meta.db_table} e ON {join} "
+    # The segment breakdown needs who and when; without it the narrower rows hash faster.
+    who = "a.profile_id AS profile_id, a.first_exposed_at AS fe, " if with_profile else ""
+    bounds = "".join(f", {expression} AS {alias}" for alias, expression in dialect.columns.items())
+    exposed = (
+        f"(SELECT a.id, a.variant_id, a.profile_id, a.first_exposed_at{bounds} "
+        f"FROM {Assignment._meta.db_table} a "
         f"WHERE a.experiment_id = %s AND a.phase = %s AND a.holdout = %s "
-        f"AND a.first_exposed_at IS NOT NULL AND {fe} <= {dialect.param_time()} "
-        f"GROUP BY a.id, a.variant_id"
+        f"AND a.first_exposed_at IS NOT NULL AND {base.t('a.first_exposed_at')} <= {base.param_time()}) a"
     )
-    params = select_params + join_params + [experiment.pk, experiment.phase, False, _db_time(as_of)]
+    sql = (
+        f"SELECT a.variant_id AS variant_id, {who}{', '.join(columns)} "
+        f"FROM {exposed} LEFT JOIN {Event._meta.db_table} e ON {join} "
+        f"GROUP BY a.id, a.variant_id" + (", a.profile_id, a.first_exposed_at" if with_profile else "")
+    )
+    params = [*select_params, experiment.pk, experiment.phase, False, _db_time(as_of), *join_params]
     return sql, params
 
 
@@ -668,6 +784,8 @@ class MetricData:
     stats: dict[int, stats.VariantStats]
     cap: float | None = None
     distribution: dict[int, list[tuple[float, int]]] | None = None
+    # segment id -> variant id -> statistics of the profiles in the segment at first exposure
+    by_segment: dict[int, dict[int, stats.VariantStats]] | None = None
 
 
 def metrics_sufficient_stats(
@@ -678,12 +796,18 @@ def metrics_sufficient_stats(
     cuped: bool | None = None,
     distribution_of: Metric | None = None,
     distribution_limit: int = 2000,
+    segment_ids: list[int] | None = None,
 ) -> dict[str, MetricData]:
     """Per-variant sufficient statistics of every metric for the current phase, as of ``as_of``.
 
     The database does the work: one pass over the events into a temporary per-profile table,
     then a few cheap aggregates over it (sums, winsorisation caps, the distribution). Never a
     Python loop over events or profiles.
+
+    With ``segment_ids`` every metric is also summed per segment, over the profiles that were
+    members of the segment at their first exposure (membership entered before it and not yet
+    exited). Membership after exposure is ignored on purpose: the treatment itself may have
+    moved a profile into a segment, and splitting on that would bias the comparison.
     """
     use_cuped = experiment.cuped if cuped is None else cuped
     lookback = settings.EXPERIMENTS_CUPED_LOOKBACK_DAYS * 24
@@ -694,7 +818,10 @@ def metrics_sufficient_stats(
     if not plan:
         return {}
     dialect = _Dialect(connection.vendor)
-    inner, params = _per_profile_sql(experiment=experiment, metrics=plan, as_of=as_of, dialect=dialect)
+    segment_ids = [int(i) for i in segment_ids or []]
+    inner, params = _per_profile_sql(
+        experiment=experiment, metrics=plan, as_of=as_of, dialect=dialect, with_profile=bool(segment_ids)
+    )
     table = f"exp_pp_{uuid.uuid4().hex[:16]}"
     out: dict[str, MetricData] = {}
     with transaction.atomic(), connection.cursor() as cursor:
@@ -705,30 +832,44 @@ def metrics_sufficient_stats(
             cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
         cursor.execute(f"CREATE TEMPORARY TABLE {table}{suffix} AS {inner}", params)
         try:
-            for i, (metric, cuped_hours) in enumerate(plan):
+            # Winsorisation caps first (one count for all), then every metric's sums in a single
+            # scan of the per-profile table.
+            values, total = [], None
+            for i, (metric, _) in enumerate(plan):
                 x, cap = f"x{i}", None
                 if metric.winsorize_percentile and metric.kind == Metric.Kind.MEAN:
-                    cursor.execute(f"SELECT COUNT(*) FROM {table}")
-                    total = cursor.fetchone()[0]
+                    if total is None:
+                        cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                        total = cursor.fetchone()[0]
                     if total:
                         offset = min(math.floor(metric.winsorize_percentile / 100 * (total - 1)), total - 1)
                         cursor.execute(f"SELECT x{i} FROM {table} ORDER BY x{i} LIMIT 1 OFFSET {offset}")
                         cap = float(cursor.fetchone()[0])
                         x = dialect.least(f"x{i}", repr(cap))
-                cursor.execute(
-                    f"SELECT variant_id, COUNT(*), SUM({x}), SUM({x} * {x}), SUM(y{i}), SUM(y{i} * y{i}), "
-                    f"SUM({x} * y{i}) FROM {table} GROUP BY variant_id"
-                )
+                values.append((x, cap))
+            sums = ", ".join(
+                f"SUM({x}), SUM({x} * {x}), SUM(y{i}), SUM(y{i} * y{i}), SUM({x} * y{i})"
+                for i, (x, _) in enumerate(values)
+            )
+            cursor.execute(f"SELECT variant_id, COUNT(*), {sums} FROM {table} GROUP BY variant_id")
+            by_variant = cursor.fetchall()
+            for i, (metric, cuped_hours) in enumerate(plan):
+                x, cap = values[i]
                 has_y = metric.kind == Metric.Kind.RATIO or cuped_hours is not None
                 data = MetricData(stats={}, cap=cap)
-                for variant_id, n, s, ss, sy, syy, sxy in cursor.fetchall():
-                    data.stats[variant_id] = stats.VariantStats(
-                        n=int(n),
+                for row in by_variant:
+                    s, ss, sy, syy, sxy = row[2 + 5 * i : 7 + 5 * i]
+                    data.stats[row[0]] = stats.VariantStats(
+                        n=int(row[1]),
                         sum=float(s or 0),
                         sum_sq=float(ss or 0),
                         sum_y=float(sy or 0) if has_y else None,
                         sum_y_sq=float(syy or 0) if has_y else None,
                         sum_xy=float(sxy or 0) if has_y else None,
+                    )
+                if segment_ids:
+                    data.by_segment = _segment_sums(
+                        cursor, table=table, x=x, i=i, has_y=has_y, segment_ids=segment_ids, dialect=dialect
                     )
                 if distribution_of is not None and metric.pk == distribution_of.pk:
                     rounded = f"ROUND(CAST(x{i} AS NUMERIC), 2)"
@@ -743,6 +884,34 @@ def metrics_sufficient_stats(
         finally:
             if dialect.vendor != "postgresql":
                 cursor.execute(f"DROP TABLE {table}")
+    return out
+
+
+def _segment_sums(
+    cursor, *, table: str, x: str, i: int, has_y: bool, segment_ids: list[int], dialect: _Dialect
+) -> dict[int, dict[int, stats.VariantStats]]:
+    """Per (segment, variant) sums of one metric over the per-profile table (members at exposure)."""
+    fe = dialect.t("t.fe")
+    cursor.execute(
+        f"SELECT m.segment_id, t.variant_id, COUNT(*), SUM({x}), SUM({x} * {x}), SUM(y{i}), "
+        f"SUM(y{i} * y{i}), SUM({x} * y{i}) FROM {table} t "
+        f"JOIN {SegmentMembership._meta.db_table} m ON m.profile_id = t.profile_id "
+        f"AND m.segment_id IN ({', '.join(['%s'] * len(segment_ids))}) "
+        f"AND {dialect.t('m.entered_at')} <= {fe} "
+        f"AND (m.exited_at IS NULL OR {dialect.t('m.exited_at')} > {fe}) "
+        "GROUP BY m.segment_id, t.variant_id",
+        segment_ids,
+    )
+    out: dict[int, dict[int, stats.VariantStats]] = {}
+    for segment_id, variant_id, n, s, ss, sy, syy, sxy in cursor.fetchall():
+        out.setdefault(segment_id, {})[variant_id] = stats.VariantStats(
+            n=int(n),
+            sum=float(s or 0),
+            sum_sq=float(ss or 0),
+            sum_y=float(sy or 0) if has_y else None,
+            sum_y_sq=float(syy or 0) if has_y else None,
+            sum_xy=float(sxy or 0) if has_y else None,
+        )
     return out
 
 
@@ -810,6 +979,8 @@ def _multiple_exposures(experiment: Experiment) -> int:
 
 def experiment_analysis_compute(*, experiment: Experiment, as_of: datetime) -> dict:
     """The full analysis of the current phase as a JSON-ready dict (nothing is stored)."""
+    if experiment.kind != Experiment.Kind.AB:
+        return _mode_analysis_compute(experiment=experiment, as_of=as_of)
     variants = list(experiment.variants.all())
     links = list(experiment.experiment_metrics.select_related("metric").order_by("role", "metric__name"))
     role_order = {"primary": 0, "guardrail": 1, "secondary": 2}
@@ -826,8 +997,13 @@ def experiment_analysis_compute(*, experiment: Experiment, as_of: datetime) -> d
     distributions = {}
     caps = {}
     primary = next((em.metric for em in links if em.role == ExperimentMetric.Role.PRIMARY), None)
+    segments = breakdown_segments(experiment=experiment)
     data = metrics_sufficient_stats(
-        experiment=experiment, metrics=[em.metric for em in links], as_of=as_of, distribution_of=primary
+        experiment=experiment,
+        metrics=[em.metric for em in links],
+        as_of=as_of,
+        distribution_of=primary,
+        segment_ids=[segment.pk for segment, _ in segments],
     )
     empty = stats.VariantStats(n=0, sum=0.0, sum_sq=0.0)
     for em in links:
@@ -903,7 +1079,114 @@ def experiment_analysis_compute(*, experiment: Experiment, as_of: datetime) -> d
             if link.role == ExperimentMetric.Role.GUARDRAIL and tone == "bad":
                 result["warnings"].append({"kind": "guardrail", "message": f"Guardrail breached: {text}"})
     result["warnings"] += _warnings(experiment, result, counts)
+    result["segments"] = _segments_analyze(experiment, variants, links, data, segments)
     return result
+
+
+def _mode_analysis_compute(*, experiment: Experiment, as_of: datetime) -> dict:
+    """Interleaving and bandit analyses: the same envelope as an A/B analysis, without metrics."""
+    from . import modes
+
+    variants = list(experiment.variants.all())
+    result: dict = {
+        "experiment": experiment.key,
+        "phase": experiment.phase,
+        "as_of": as_of.isoformat(),
+        "kind": experiment.kind,
+        "alpha": experiment.alpha,
+        "variants": [
+            {"key": v.key, "name": v.name, "weight": v.weight, "payload": v.payload} for v in variants
+        ],
+        "warnings": [],
+        "verdicts": [],
+        "metrics": [],
+    }
+    if experiment.kind == Experiment.Kind.INTERLEAVING:
+        names = modes.interleaving_recommenders(experiment=experiment)
+        if names is None:
+            result["warnings"].append({"kind": "setup", "message": "Name a recommender in both variants."})
+            return result
+        result["interleaving"] = modes.interleaving_analysis(experiment=experiment, as_of=as_of)
+        result["interleaving"]["recommenders"] = list(names)
+        text, tone = modes.interleaving_verdict(
+            result=result["interleaving"], names=names, alpha=experiment.alpha
+        )
+    else:
+        result["bandit"] = modes.bandit_analysis(experiment=experiment, as_of=as_of)
+        text, tone = modes.bandit_verdict(result=result["bandit"])
+    result["verdicts"].append(
+        {"metric": None, "role": "primary", "variant": None, "text": text, "tone": tone}
+    )
+    return result
+
+
+def breakdown_segments(*, experiment: Experiment) -> list[tuple[Segment, str]]:
+    """The segments the report breaks results down by: the targeted ones, then the analyst's."""
+    targeted = [int(i) for i in experiment.segment_ids if str(i).isdigit()]
+    chosen = [int(i) for i in experiment.breakdown_segment_ids if str(i).isdigit() and int(i) not in targeted]
+    by_id = Segment.objects.in_bulk(targeted + chosen)
+    return [(by_id[i], "targeted") for i in targeted if i in by_id] + [
+        (by_id[i], "chosen") for i in chosen if i in by_id
+    ]
+
+
+def _segments_analyze(
+    experiment: Experiment,
+    variants: list[Variant],
+    links: list[ExperimentMetric],
+    data: dict[str, MetricData],
+    segments: list[tuple[Segment, str]],
+) -> list[dict]:
+    """Every metric within each segment: per-variant n and mean, lift and interval against the
+    control (uncorrected: a breakdown is for exploring, the headline verdicts stay corrected)."""
+    out = []
+    for segment, origin in segments:
+        metrics = []
+        for em in links:
+            cells = (data[em.metric.key].by_segment or {}).get(segment.pk, {})
+            empty = stats.VariantStats(n=0, sum=0.0, sum_sq=0.0)
+            summary = {
+                "alpha": experiment.alpha,
+                "correction": "none",
+                "sequential_tuning_n": settings.EXPERIMENTS_SEQUENTIAL_TUNING_N,
+                "metrics": [
+                    {
+                        "key": em.metric.key,
+                        "name": em.metric.name,
+                        "kind": "ratio" if em.metric.kind == Metric.Kind.RATIO else "mean",
+                        "cuped": experiment.cuped,
+                        "variants": [{"key": v.key, **cells.get(v.pk, empty).to_dict()} for v in variants],
+                    }
+                ],
+            }
+            try:
+                analysed = stats.summary_analyze(summary)["metrics"][0]
+            except stats.StatsError:
+                continue
+            metrics.append(
+                {
+                    "key": em.metric.key,
+                    "name": em.metric.name,
+                    "role": em.role,
+                    "variants": [
+                        {
+                            "key": c["key"],
+                            "n": c["n"],
+                            "mean": c["mean"],
+                            "lift": (c.get("frequentist") or {}).get("lift"),
+                            "ci_low": (c.get("frequentist") or {}).get("ci_low"),
+                            "ci_high": (c.get("frequentist") or {}).get("ci_high"),
+                            "p_value": (c.get("frequentist") or {}).get("p_value"),
+                            "error": c.get("error"),
+                        }
+                        for c in analysed["variants"]
+                    ],
+                }
+            )
+        out.append(
+            {"id": segment.pk, "key": segment.key, "name": segment.name, "origin": origin, "metrics": metrics}
+        )
+    return out
 
 
 def _warnings(experiment: Experiment, result: dict, counts: list[int]) -> list[dict]:
@@ -1047,7 +1330,7 @@ def results_csv(*, snapshot: AnalysisSnapshot) -> str:
         [
             "experiment", "phase", "as_of", "metric", "role", "variant", "n", "mean", "sum", "sum_sq",
             "lift", "ci_low", "ci_high", "p_value", "p_adjusted", "chance_to_win", "risk_treatment",
-            "sequential_ci_low", "sequential_ci_high",
+            "sequential_ci_low", "sequential_ci_high", "segment",
         ]
     )  # fmt: skip
     results = snapshot.results
@@ -1061,9 +1344,21 @@ def results_csv(*, snapshot: AnalysisSnapshot) -> str:
                     cell["key"], cell["n"], cell["mean"], cell["stats"]["sum"], cell["stats"]["sum_sq"],
                     f.get("lift"), f.get("ci_low"), f.get("ci_high"), f.get("p_value"),
                     cell.get("p_adjusted"),
-                    b.get("chance_to_win"), b.get("risk_treatment"), s.get("ci_low"), s.get("ci_high"),
+                    b.get("chance_to_win"), b.get("risk_treatment"), s.get("ci_low"), s.get("ci_high"), "",
                 ]
             )  # fmt: skip
+    # The segment breakdown: the same columns where they apply, the segment key last.
+    for segment in results.get("segments", []):
+        for metric in segment["metrics"]:
+            for cell in metric["variants"]:
+                writer.writerow(
+                    [
+                        results["experiment"], results["phase"], results["as_of"], metric["key"],
+                        metric.get("role"), cell["key"], cell["n"], cell["mean"], "", "",
+                        cell.get("lift"), cell.get("ci_low"), cell.get("ci_high"), cell.get("p_value"),
+                        "", "", "", "", "", segment["key"],
+                    ]
+                )  # fmt: skip
     return out.getvalue()
 
 
@@ -1096,6 +1391,25 @@ def experiment_report(*, experiment: Experiment) -> dict:
     history = snapshot_history(experiment=experiment)
     latest = history[-1] if history else None
     report: dict = {"snapshot": latest, "results": latest.results if latest else None, "charts": {}}
+    if experiment.kind == Experiment.Kind.BANDIT:
+        from . import modes
+
+        allocations = modes.bandit_history(experiment=experiment)
+        if allocations:
+            keys = [(v.key, v.name) for v in experiment.variants.all()]
+            report["charts"]["allocation"] = charts.allocation_over_time(
+                times=[a.computed_at.isoformat() for a in allocations],
+                series=[(name, [a.shares.get(key) for a in allocations]) for key, name in keys],
+            )
+    if latest is not None and latest.results.get("interleaving"):
+        section = latest.results["interleaving"]
+        daily = section.get("daily") or []
+        report["charts"]["interleaving"] = charts.interleaving_credits(
+            days=[d[0] for d in daily],
+            a=[d[1] for d in daily],
+            b=[d[2] for d in daily],
+            names=section.get("recommenders") or ["A", "B"],
+        )
     if latest is None or not latest.results.get("metrics"):
         return report
     results = latest.results
@@ -1147,6 +1461,21 @@ def experiment_report(*, experiment: Experiment) -> dict:
                 )
     if forest_rows:
         report["charts"]["forest"] = charts.forest(rows=forest_rows)
+    segment_rows = [
+        (
+            f"{segment['name']} · {key_names.get(cell['key'], cell['key'])}",
+            cell["lift"],
+            cell["ci_low"],
+            cell["ci_high"],
+            "neutral",
+        )
+        for segment in results.get("segments", [])
+        for m in segment["metrics"][:1]  # the primary metric comes first
+        for cell in m["variants"][1:]
+        if cell.get("lift") is not None
+    ]
+    if segment_rows:
+        report["charts"]["segments"] = charts.forest(rows=segment_rows)
     if primary.get("distribution"):
         report["charts"]["distribution"] = charts.distribution(
             series=[

@@ -3,7 +3,7 @@ from datetime import datetime
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import modes, services
 
 
 @shared_task(name="experiments.tasks.experiment_analyze")
@@ -20,4 +20,24 @@ def experiments_analyze_running() -> int:
     ids = services.experiments_analyze_due()
     for experiment_id in ids:
         experiment_analyze.delay(experiment_id, as_of, "schedule")
+    return len(ids)
+
+
+@shared_task(name="experiments.tasks.bandit_update")
+def bandit_update(experiment_id: int, now: str | None = None) -> int:
+    """Idempotent: the allocation is keyed by (experiment, phase, minute), so a retry overwrites it."""
+    from .models import Experiment
+
+    when = datetime.fromisoformat(now) if now else None
+    experiment = Experiment.objects.get(pk=experiment_id)
+    return modes.bandit_update(experiment=experiment, now=when).pk
+
+
+@shared_task(name="experiments.tasks.bandits_update_running")
+def bandits_update_running() -> int:
+    """Beat: recompute the posteriors of every running bandit (one task each)."""
+    now = timezone.now().replace(second=0, microsecond=0).isoformat()
+    ids = modes.bandits_update_due()
+    for experiment_id in ids:
+        bandit_update.delay(experiment_id, now)
     return len(ids)

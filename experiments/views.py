@@ -50,6 +50,7 @@ def experiment_detail(request, key: str):
 @permission_required(CHANGE, raise_exception=True)
 def experiment_edit(request, key: str | None = None):
     experiment = _experiment(key) if key else Experiment(owner=request.user)
+    kind_before = experiment.kind
     if experiment.status == Experiment.Status.CONCLUDED:
         messages.error(request, "A concluded experiment cannot change.")
         return redirect(experiment)
@@ -69,9 +70,14 @@ def experiment_edit(request, key: str | None = None):
     if request.method == "POST" and form.is_valid() and formset.is_valid():
         experiment = form.save(commit=False)
         experiment.segment_ids = form.cleaned_data["segments"]
+        experiment.breakdown_segment_ids = form.cleaned_data["breakdown_segments"]
         changed = list(form.changed_data)
         if "segments" in changed:
             changed.append("segment_ids")
+        if "breakdown_segments" in changed:
+            changed.append("breakdown_segment_ids")
+        if "kind" in changed and experiment.kind == kind_before:  # not sent: the default stood in
+            changed.remove("kind")
         try:
             services.experiment_save(
                 experiment=experiment,
@@ -84,7 +90,9 @@ def experiment_edit(request, key: str | None = None):
                         "secondary_metrics",
                         "guardrail_metrics",
                         "segments",
+                        "breakdown_segments",
                         "new_phase_reason",
+                        "version",
                     )
                 ],
                 variants=formset.variants(),

@@ -153,3 +153,48 @@ class SegmentRefreshAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_filter = ["status", "trigger"]
     list_select_related = ["segment"]
+
+
+from django.db import models  # noqa: E402
+
+from .models import DiscoveryJob, SegmentWebhook, WebhookDelivery  # noqa: E402
+
+
+@admin.register(SegmentWebhook)
+class SegmentWebhookAdmin(admin.ModelAdmin):
+    list_display = ["segment", "url", "on_enter", "on_exit", "active", "secret_hint", "created_at"]
+    list_filter = ["active"]
+    list_select_related = ["segment"]
+    # The secret is shown once, on the segment page, when the webhook is created.
+    exclude = ["secret"]
+    readonly_fields = ["secret_hint", "created_by", "created_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def has_add_permission(self, request):
+        return False  # created on the segment page, which shows the secret once
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at", "webhook", "event", "part", "status", "attempts", "status_code", "error",
+        "last_attempt_at", "next_attempt_at",
+    ]  # fmt: skip
+    list_filter = ["status", "event"]
+    list_select_related = ["webhook"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DiscoveryJob)
+class DiscoveryJobAdmin(admin.ModelAdmin):
+    list_display = ["pk", "status", "k", "progress", "message", "created_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    exclude = ["result"]
+
+    def has_add_permission(self, request):
+        return False

@@ -93,6 +93,27 @@ class SegmentForm(forms.ModelForm):
             (Segment.Kind.STATIC, "Static (uploaded list)"),
         ]
 
+    def clean_upload(self) -> str | None:
+        """The uploaded ids as text: decoded and parsed here, so a file that cannot be read is a
+        form error and nothing is saved (UTF-8 or Latin-1, within CATALOG_IMPORT_MAX_MB)."""
+        import csv
+        import io
+
+        from catalog.imports import ImportFileError, decode
+
+        upload = self.cleaned_data.get("upload")
+        if not upload:
+            return None
+        try:
+            text, _ = decode(upload.read())
+            for _row in csv.reader(io.StringIO(text)):
+                pass
+        except ImportFileError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        except csv.Error as exc:
+            raise forms.ValidationError(f"This is not a CSV of user ids: {exc}.") from None
+        return text
+
     def clean(self):
         data = super().clean()
         if data.get("kind") == Segment.Kind.DYNAMIC:

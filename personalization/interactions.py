@@ -110,20 +110,27 @@ def interactions_add(*, deltas: Mapping[tuple[int, int], Delta]) -> int:
 
 
 def _interactions_add_decayed(deltas: Mapping[tuple[int, int], Delta]) -> int:
+    """Read-modify-write under row locks. Missing pairs are first inserted empty (skipping
+    any a concurrent batch just made), so two batches creating the same pair queue on its
+    row lock instead of one failing on the unique constraint."""
     half_life = settings.INTERACTION_HALF_LIFE_DAYS
-    profile_ids = {p for p, _ in deltas}
-    existing = {
-        (row.profile_id, row.item_id): row
-        for row in Interaction.objects.select_for_update().filter(
-            profile_id__in=profile_ids, item_id__in={i for _, i in deltas}
-        )
-    }
-    new, changed = [], []
-    for (profile_id, item_id), delta in deltas.items():
-        row = existing.get((profile_id, item_id))
-        if row is None:
-            new.append(Interaction(profile_id=profile_id, item_id=item_id, strength=delta.strength,
-                                   count=delta.count, last_at=delta.last_at))  # fmt: skip
+    pairs = sorted(deltas)
+    Interaction.objects.bulk_create(
+        [
+            Interaction(profile_id=p, item_id=i, strength=0.0, count=0, last_at=deltas[p, i].last_at)
+            for p, i in pairs
+        ],
+        ignore_conflicts=True,
+    )
+    rows = (
+        Interaction.objects.select_for_update()
+        .filter(profile_id__in={p for p, _ in pairs}, item_id__in={i for _, i in pairs})
+        .order_by("profile_id", "item_id")
+    )
+    changed = []
+    for row in rows:
+        delta = deltas.get((row.profile_id, row.item_id))
+        if delta is None:
             continue
         older, newer = sorted([(row.last_at, row.strength), (delta.last_at, delta.strength)])
         age = (newer[0] - older[0]).total_seconds()
@@ -131,7 +138,6 @@ def _interactions_add_decayed(deltas: Mapping[tuple[int, int], Delta]) -> int:
         row.last_at = newer[0]
         row.count += delta.count
         changed.append(row)
-    Interaction.objects.bulk_create(new)
     Interaction.objects.bulk_update(changed, ["strength", "count", "last_at"])
     return len(deltas)
 

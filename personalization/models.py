@@ -79,13 +79,20 @@ class Event(models.Model):
         ALIAS = "alias"
         OTHER = "other"
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # No single-column indexes on the foreign keys: the composite indexes below lead with
+    # each of them, and every extra index costs each ingested event a B-tree insert.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events", db_index=False)
     message_id = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="The name as received, e.g. 'Video Playback Started'.")
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events", db_index=False)
     item = models.ForeignKey(
-        "catalog.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        "catalog.Item",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
     )
     value = models.FloatField(null=True, blank=True)
     properties = models.JSONField(default=dict, blank=True)
@@ -389,8 +396,13 @@ class Interaction(models.Model):
     """The implicit-feedback strength of one (profile, item) pair, maintained on ingestion so
     that training and segments need not scan raw events."""
 
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="interactions")
-    item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="interactions")
+    # Covered by the unique (profile, item) and the (item, strength) indexes.
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="interactions", db_index=False
+    )
+    item = models.ForeignKey(
+        "catalog.Item", on_delete=models.CASCADE, related_name="interactions", db_index=False
+    )
     strength = models.FloatField(default=0.0)
     count = models.PositiveIntegerField(default=0)
     last_at = models.DateTimeField()
@@ -568,3 +580,108 @@ class SegmentRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"refresh of {self.segment_id} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class SegmentWebhook(models.Model):
+    """A URL called with a signed JSON payload when profiles enter or leave a segment.
+
+    The secret must be kept in clear to sign (HMAC-SHA256); it is shown once, then only its
+    first characters."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=100)
+    on_enter = models.BooleanField(default=True)
+    on_exit = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.segment_id})"
+
+    @property
+    def secret_hint(self) -> str:
+        return f"{self.secret[:8]}…"
+
+
+class WebhookDelivery(models.Model):
+    """One payload (up to SEGMENT_WEBHOOK_BATCH profiles of one refresh, entering or leaving)
+    and the state of its delivery: the last attempt's status code or error, retries with backoff."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    webhook = models.ForeignKey(SegmentWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    refresh = models.ForeignKey(SegmentRefresh, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=10, help_text="enter or exit")
+    part = models.PositiveIntegerField(default=1)
+    payload = models.JSONField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # A re-run of the dispatch task for one refresh does not send twice.
+            models.UniqueConstraint(
+                fields=["webhook", "refresh", "event", "part"], name="webhookdelivery_unique_part"
+            ),
+        ]
+        indexes = [
+            # The delivery log of a webhook, newest first.
+            models.Index(fields=["webhook", "-created_at"], name="webhookdelivery_log_idx"),
+            # The beat sweep: retries whose time has come.
+            models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.part} of refresh {self.refresh_id} to {self.webhook_id} ({self.status})"
+
+
+class DiscoveryJob(models.Model):
+    """One clustering of the audience, run on the heavy queue; its clusters are kept in ``result``
+    so a marketer can save one as a segment later without re-running it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: chosen by silhouette.")
+    max_k = models.PositiveSmallIntegerField(default=8)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"discovery #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("personalization:segment_discovery_detail", args=[self.pk])

@@ -14,18 +14,29 @@ import csv
 import io
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, Count, Exists, FloatField, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import CharField, Count, Exists, F, FloatField, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from catalog.models import ItemTag, Tag
 
-from .models import DeclaredPreference, Event, Profile, Segment, SegmentMembership, SegmentRefresh
+from .models import (
+    DeclaredPreference,
+    DiscoveryJob,
+    Event,
+    Profile,
+    Segment,
+    SegmentMembership,
+    SegmentRefresh,
+)
 
 SCHEMA_VERSION = 1
 MAX_DEPTH = 5
@@ -33,10 +44,19 @@ MAX_CONDITIONS = 50
 TRAIT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PROPERTY_NAME = TRAIT_NAME
 TRAIT_OPS = ("eq", "neq", "contains", "starts_with", "gt", "lt", "between", "is_set", "in", "before", "after")
-PROPERTY_OPS = ("eq", "neq", "contains", "gt", "lt", "is_set")
+# Event property filters take the same operators as traits.
+PROPERTY_OPS = TRAIT_OPS
 COUNT_OPS = ("at_least", "at_most", "exactly")
 COMPARE_OPS = ("gte", "lte")
 EVENT_TYPES = tuple(Event.Type.values)
+ENGAGEMENT_METRICS = ("completion_rate", "watch_time", "active_days", "active_days_per_week")
+# Watch time is summed from this event property unless the condition names another, over the
+# playback events that report how much was watched. Pauses are left out: a pause reports a
+# playhead that the viewing's complete or abandon event reports again (docs/segments.md).
+WATCH_PROPERTY = "watch_seconds"
+WATCH_EVENT_TYPES = (Event.Type.PLAY, Event.Type.COMPLETE, Event.Type.ABANDON)
+# Numeric JSON values outside this range are ignored by watch time (see _engagement_q).
+WATCH_SECONDS_MAX = 10**9
 RFM_SCORES = ("recency", "frequency", "monetary")
 # First match wins, in this order (a common simplification of the classic RFM grid on R and F).
 RFM_GROUPS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
@@ -53,11 +73,13 @@ KINDS = (
     "not_performed",
     "first_time_within",
     "stopped",
+    "restarted",
     "sequence",
     "engagement",
     "rfm",
     "frustration",
     "member_of",
+    "experiment_variant",
     "declared_preference",
 )
 
@@ -167,13 +189,33 @@ def _event_filter(cond: dict, path: str, ctx: CompileContext, prefix: str = "") 
             name = _need(prop, "property", ppath)
             if not isinstance(name, str) or not PROPERTY_NAME.match(name):
                 raise RuleError(f"{ppath}.property", "must be a property name (letters, digits, _).")
-            op = _choice(prop.get("op"), PROPERTY_OPS, f"{ppath}.op")
-            if op in ("gt", "lt"):
-                _number(prop.get("value"), f"{ppath}.value")
-            elif op != "is_set":
-                _scalar(prop.get("value"), f"{ppath}.value")
+            _json_value(_choice(prop.get("op"), PROPERTY_OPS, f"{ppath}.op"), prop.get("value"), ppath)
         if cond.get("item_tag") is not None:
             _tag(cond["item_tag"], f"{path}.item_tag", ctx)
+
+
+def _json_value(op: str, value: Any, path: str) -> None:
+    """The value of a trait or event-property comparison ``op``."""
+    vpath = f"{path}.value"
+    if op in ("gt", "lt"):
+        _number(value, vpath)
+    elif op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise RuleError(vpath, "must be a list of two numbers [low, high].")
+        if _number(value[0], f"{vpath}[0]") > _number(value[1], f"{vpath}[1]"):
+            raise RuleError(vpath, "low must not exceed high.")
+    elif op == "in":
+        if not isinstance(value, list) or not value or len(value) > 500:
+            raise RuleError(vpath, "must be a non-empty list (up to 500 values).")
+        for n, item in enumerate(value):
+            _scalar(item, f"{vpath}[{n}]")
+    elif op in ("before", "after"):
+        _date(value, vpath)
+    elif op in ("contains", "starts_with"):
+        if not isinstance(value, str) or not value:
+            raise RuleError(vpath, "must be a non-empty string.")
+    elif op != "is_set":
+        _scalar(value, vpath)
 
 
 def _validate_condition(cond: dict, path: str, ctx: CompileContext) -> None:
@@ -182,28 +224,7 @@ def _validate_condition(cond: dict, path: str, ctx: CompileContext) -> None:
         name = _need(cond, "field", path)
         if not isinstance(name, str) or not TRAIT_NAME.match(name):
             raise RuleError(f"{path}.field", "must be a trait name (letters, digits, _).")
-        op = _choice(cond.get("op"), TRAIT_OPS, f"{path}.op")
-        value = cond.get("value")
-        vpath = f"{path}.value"
-        if op in ("gt", "lt"):
-            _number(value, vpath)
-        elif op == "between":
-            if not isinstance(value, list) or len(value) != 2:
-                raise RuleError(vpath, "must be a list of two numbers [low, high].")
-            if _number(value[0], f"{vpath}[0]") > _number(value[1], f"{vpath}[1]"):
-                raise RuleError(vpath, "low must not exceed high.")
-        elif op == "in":
-            if not isinstance(value, list) or not value or len(value) > 500:
-                raise RuleError(vpath, "must be a non-empty list (up to 500 values).")
-            for n, item in enumerate(value):
-                _scalar(item, f"{vpath}[{n}]")
-        elif op in ("before", "after"):
-            _date(value, vpath)
-        elif op in ("contains", "starts_with"):
-            if not isinstance(value, str) or not value:
-                raise RuleError(vpath, "must be a non-empty string.")
-        elif op != "is_set":
-            _scalar(value, vpath)
+        _json_value(_choice(cond.get("op"), TRAIT_OPS, f"{path}.op"), cond.get("value"), path)
     elif kind in ("performed", "not_performed", "first_time_within"):
         _event_filter(cond, path, ctx)
         _window(cond, path, required=kind == "first_time_within")
@@ -218,17 +239,34 @@ def _validate_condition(cond: dict, path: str, ctx: CompileContext) -> None:
         recent = _int(_need(cond, "recent_days", path), f"{path}.recent_days", low=1, high=3650)
         if recent >= long_days:
             raise RuleError(f"{path}.recent_days", "must be shorter than long_days.")
+    elif kind == "restarted":
+        _event_filter(cond, path, ctx)
+        old = _int(_need(cond, "old_days", path), f"{path}.old_days", low=3, high=3650)
+        gap = _int(_need(cond, "gap_days", path), f"{path}.gap_days", low=2, high=3650)
+        recent = _int(_need(cond, "recent_days", path), f"{path}.recent_days", low=1, high=3650)
+        if gap >= old:
+            raise RuleError(f"{path}.gap_days", "must be shorter than old_days.")
+        if recent >= gap:
+            raise RuleError(f"{path}.recent_days", "must be shorter than gap_days.")
     elif kind == "sequence":
         _event_filter(cond, path, ctx)
         _event_filter(cond, path, ctx, prefix="then_")
         _int(_need(cond, "within_hours", path), f"{path}.within_hours", low=1, high=24 * 365)
         _window(cond, path, required=False)
     elif kind == "engagement":
-        metric = _choice(cond.get("metric"), ("completion_rate", "active_days"), f"{path}.metric")
+        metric = _choice(cond.get("metric"), ENGAGEMENT_METRICS, f"{path}.metric")
         _choice(cond.get("op"), COMPARE_OPS, f"{path}.op")
         value = _number(cond.get("value"), f"{path}.value")
         if metric == "completion_rate" and not 0 <= value <= 1:
             raise RuleError(f"{path}.value", "must be between 0 and 1.")
+        if metric == "active_days_per_week" and not 0 <= value <= 7:
+            raise RuleError(f"{path}.value", "must be between 0 and 7.")
+        if metric == "watch_time" and value < 0:
+            raise RuleError(f"{path}.value", "must be 0 or more (minutes).")
+        if metric == "watch_time" and cond.get("property") is not None:
+            prop = cond["property"]
+            if not isinstance(prop, str) or not PROPERTY_NAME.match(prop):
+                raise RuleError(f"{path}.property", "must be a property name (letters, digits, _).")
         _int(_need(cond, "last_days", path), f"{path}.last_days", low=1, high=3650)
     elif kind == "rfm":
         if cond.get("group"):
@@ -250,9 +288,27 @@ def _validate_condition(cond: dict, path: str, ctx: CompileContext) -> None:
             raise RuleError(f"{path}.segment", "a segment cannot contain itself.")
         if not Segment.objects.filter(pk=segment_id).exists():
             raise RuleError(f"{path}.segment", f"unknown segment {segment_id}.")
+    elif kind == "experiment_variant":
+        _experiment_variant(cond, path)
     elif kind == "declared_preference":
         _tag(_need(cond, "tag", path), f"{path}.tag", ctx)
         _choice(cond.get("sentiment", "like"), ("like", "dislike"), f"{path}.sentiment")
+
+
+def _experiment_variant(cond: dict, path: str) -> None:
+    """``experiment`` (key) must exist; ``variant`` (key), when given, must be one of its variants."""
+    from experiments.models import Experiment, Variant
+
+    key = _need(cond, "experiment", path)
+    if not isinstance(key, str) or not Experiment.objects.filter(key=key).exists():
+        raise RuleError(f"{path}.experiment", f"unknown experiment {key!r}.")
+    variant = cond.get("variant")
+    if variant is not None and (
+        not isinstance(variant, str) or not Variant.objects.filter(experiment__key=key, key=variant).exists()
+    ):
+        raise RuleError(f"{path}.variant", f"unknown variant {variant!r} of experiment {key!r}.")
+    if not isinstance(cond.get("exposed", False), bool):
+        raise RuleError(f"{path}.exposed", "must be true or false.")
 
 
 def _validate_group(group: Any, path: str, depth: int, ctx: CompileContext, counter: list[int]) -> None:
@@ -297,6 +353,13 @@ def _ids(queryset: QuerySet, column: str = "profile_id") -> Q:
     return Q(pk__in=queryset.values(column))
 
 
+def _none_of(events: QuerySet) -> Q:
+    """Profiles without any of ``events``, as NOT EXISTS: PostgreSQL plans it as an anti-join,
+    where ``NOT pk IN (...)`` over a large window falls back to re-scanning the subquery for
+    each profile once it no longer fits in work_mem (minutes at 100k profiles, 5M events)."""
+    return ~Q(Exists(events.filter(profile_id=OuterRef("pk"))))
+
+
 def _in_window(events: QuerySet, cond: dict, now: datetime) -> QuerySet:
     if "last_days" in cond:
         return events.filter(timestamp__gte=now - timedelta(days=cond["last_days"]))
@@ -321,29 +384,20 @@ def _matching_events(cond: dict, ctx: CompileContext, prefix: str = "") -> Query
     if prefix:
         return events
     for prop in cond.get("properties", []):
-        key, op, value = f"properties__{prop['property']}", prop["op"], prop.get("value")
-        if op == "eq":
-            events = events.filter(**{key: value})
-        elif op == "neq":
-            events = events.filter(**{"properties__has_key": prop["property"]}).exclude(**{key: value})
-        elif op == "contains":
-            events = events.filter(**{f"{key}__icontains": str(value)})
-        elif op in ("gt", "lt"):
-            events = events.filter(**{f"{key}__{op}": value})
-        else:
-            events = events.filter(properties__has_key=prop["property"])
+        events = events.filter(_json_q("properties", prop["property"], prop["op"], prop.get("value")))
     if cond.get("item_tag"):
         events = events.filter(item_id__in=_tag_items(_tag(cond["item_tag"], "item_tag", ctx), ctx))
     return events
 
 
-def _trait_q(cond: dict) -> Q:
-    name, op, value = cond["field"], cond["op"], cond.get("value")
-    key = f"traits__{name}"
+def _json_q(column: str, name: str, op: str, value: Any) -> Q:
+    """One comparison on a key of a JSON column (``traits`` or ``properties``)."""
+    key = f"{column}__{name}"
+    has_key = Q(**{f"{column}__has_key": name})
     if op == "eq":
         q = Q(**{key: value})
     elif op == "neq":
-        q = Q(traits__has_key=name) & ~Q(**{key: value})
+        q = has_key & ~Q(**{key: value})
     elif op == "contains":
         q = Q(**{f"{key}__icontains": value})
     elif op == "starts_with":
@@ -359,8 +413,12 @@ def _trait_q(cond: dict) -> Q:
     elif op == "after":
         q = Q(**{f"{key}__gt": str(value)})
     else:
-        q = Q(traits__has_key=name) & ~Q(**{f"{key}__isnull": True})
-    return _ids(Profile.objects.filter(q), "pk")
+        q = has_key & ~Q(**{f"{key}__isnull": True})
+    return q
+
+
+def _trait_q(cond: dict) -> Q:
+    return _ids(Profile.objects.filter(_json_q("traits", cond["field"], cond["op"], cond.get("value"))), "pk")
 
 
 def _performed_q(cond: dict, ctx: CompileContext) -> Q:
@@ -389,7 +447,7 @@ def _sequence_q(cond: dict, ctx: CompileContext) -> Q:
 def _engagement_q(cond: dict, ctx: CompileContext) -> Q:
     since = ctx.now - timedelta(days=cond["last_days"])
     events = Event.objects.filter(timestamp__gte=since)
-    lookup = f"value__{cond['op']}"
+    lookup, threshold = f"value__{cond['op']}", cond["value"]
     if cond["metric"] == "completion_rate":
         rows = (
             events.filter(type__in=[Event.Type.PLAY, Event.Type.COMPLETE])
@@ -401,6 +459,18 @@ def _engagement_q(cond: dict, ctx: CompileContext) -> Q:
             .filter(plays__gt=0)
             .annotate(value=Cast("completes", FloatField()) / Cast("plays", FloatField()))
         )
+    elif cond["metric"] == "watch_time":
+        # Only numeric values count: the range filter keeps JSON numbers on both databases
+        # (PostgreSQL orders jsonb strings below numbers and booleans above them; SQLite orders
+        # text above any number), so the cast in the sum never meets text.
+        prop = cond.get("property") or WATCH_PROPERTY
+        key = f"properties__{prop}"
+        rows = (
+            events.filter(type__in=WATCH_EVENT_TYPES, **{f"{key}__gte": 0, f"{key}__lte": WATCH_SECONDS_MAX})
+            .values("profile_id")
+            .annotate(value=Sum(Cast(KT(key), FloatField())))
+        )
+        threshold = cond["value"] * 60  # minutes in the rule, seconds in the events
     else:
         # The UTC date as text: both databases hand timestamps over in UTC, and a text prefix
         # avoids SQLite's per-row Python date function.
@@ -409,7 +479,9 @@ def _engagement_q(cond: dict, ctx: CompileContext) -> Q:
             .values("profile_id")
             .annotate(value=Count("day", distinct=True))
         )
-    return _ids(rows.filter(**{lookup: cond["value"]}))
+        if cond["metric"] == "active_days_per_week":
+            threshold = cond["value"] * cond["last_days"] / 7
+    return _ids(rows.filter(**{lookup: threshold}))
 
 
 def quintile_scores(values: dict[int, float], *, higher_is_better: bool = True) -> dict[int, int]:
@@ -496,17 +568,25 @@ def _condition_q(cond: dict, ctx: CompileContext) -> Q:
     if kind == "performed":
         return _performed_q(cond, ctx)
     if kind == "not_performed":
-        return ~_ids(_in_window(_matching_events(cond, ctx), cond, ctx.now))
+        return _none_of(_in_window(_matching_events(cond, ctx), cond, ctx.now))
     if kind == "first_time_within":
         events = _matching_events(cond, ctx)
         start = ctx.now - timedelta(days=cond["last_days"])
-        return _ids(events.filter(timestamp__gte=start)) & ~_ids(events.filter(timestamp__lt=start))
+        return _ids(events.filter(timestamp__gte=start)) & _none_of(events.filter(timestamp__lt=start))
     if kind == "stopped":
         events = _matching_events(cond, ctx)
         recent = ctx.now - timedelta(days=cond["recent_days"])
         long_start = ctx.now - timedelta(days=cond["long_days"])
         earlier = events.filter(timestamp__gte=long_start, timestamp__lt=recent)
-        return _ids(earlier) & ~_ids(events.filter(timestamp__gte=recent))
+        return _ids(earlier) & _none_of(events.filter(timestamp__gte=recent))
+    if kind == "restarted":
+        events = _matching_events(cond, ctx)
+        recent_start = ctx.now - timedelta(days=cond["recent_days"])
+        gap_start = ctx.now - timedelta(days=cond["gap_days"])
+        old_start = ctx.now - timedelta(days=cond["old_days"])
+        old = events.filter(timestamp__gte=old_start, timestamp__lt=gap_start)
+        gap = events.filter(timestamp__gte=gap_start, timestamp__lt=recent_start)
+        return _ids(old) & _none_of(gap) & _ids(events.filter(timestamp__gte=recent_start))
     if kind == "sequence":
         return _sequence_q(cond, ctx)
     if kind == "engagement":
@@ -518,6 +598,16 @@ def _condition_q(cond: dict, ctx: CompileContext) -> Q:
     if kind == "member_of":
         members = SegmentMembership.objects.filter(segment_id=cond["segment"], exited_at__isnull=True)
         return _ids(members)
+    if kind == "experiment_variant":
+        from experiments.models import Assignment
+
+        # The current phase only: a new phase re-randomises, so older assignments are history.
+        assigned = Assignment.objects.filter(experiment__key=cond["experiment"], phase=F("experiment__phase"))
+        if cond.get("variant"):
+            assigned = assigned.filter(variant__key=cond["variant"])
+        if cond.get("exposed"):
+            assigned = assigned.filter(first_exposed_at__isnull=False)
+        return _ids(assigned)
     # declared_preference
     sentiment = 1 if cond.get("sentiment", "like") == "like" else -1
     tree_path = ctx.tags[_tag(cond["tag"], "tag", ctx)]
@@ -601,6 +691,9 @@ def _refresh_run(*, segment: Segment, trigger: str, now: datetime | None, comput
         raise
     segment.size, segment.last_refreshed_at = len(target), now
     refresh.refresh_from_db()
+    from .webhooks import webhooks_enqueue
+
+    webhooks_enqueue(refresh=refresh)
     return refresh
 
 
@@ -705,7 +798,80 @@ def segment_usage(*, segment: Segment) -> list[tuple[str, str]]:
     for experiment in Experiment.objects.all().only("pk", "name", "segment_ids"):
         if segment.pk in [int(s) for s in experiment.segment_ids or [] if str(s).isdigit()]:
             used.append(("experiment", experiment.name))
+    for other in (
+        Segment.objects.filter(kind=Segment.Kind.DYNAMIC).exclude(pk=segment.pk).only("name", "rule")
+    ):
+        if segment.pk in _member_of_ids((other.rule or {}).get("root")):
+            used.append(("segment", other.name))
     return used
+
+
+def _member_of_ids(node: Any) -> set[int]:
+    """Segment ids named by ``member_of`` conditions anywhere in a rule group."""
+    if not isinstance(node, dict):
+        return set()
+    if node.get("kind") == "member_of":
+        return {node["segment"]} if isinstance(node.get("segment"), int) else set()
+    found: set[int] = set()
+    for child in node.get("conditions") or []:
+        found |= _member_of_ids(child)
+    return found
+
+
+POPULATION_SHARES_SECONDS = 600
+
+
+def segment_tag_affinity(*, segment: Segment, limit: int = 12) -> list[tuple[str, float, float]]:
+    """(tag, share among members, share among everyone) for the tags the segment over-indexes on.
+
+    A share is the tag's part of all interaction strength on tags below the facets, so members
+    and the population are compared on the same scale whatever their sizes. Two grouped queries."""
+    from .models import Interaction
+
+    base = Interaction.objects.filter(strength__gt=0, item__item_tags__tag__depth__gte=2)
+    members = SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True).values("profile_id")
+
+    def shares(queryset: QuerySet) -> dict[str, float]:
+        rows = dict(
+            queryset.values_list("item__item_tags__tag__name").annotate(total=Sum("strength")).order_by()
+        )
+        total = sum(rows.values()) or 1.0
+        return {name: value / total for name, value in rows.items()}
+
+    mine = shares(base.filter(profile_id__in=members))
+    if not mine:
+        return []
+    # The population's shares are the same for every segment and move slowly: computed once
+    # per POPULATION_SHARES_SECONDS (about a second on the demo data) instead of per page view.
+    everyone = cache.get_or_set(
+        "segments:tag-shares:everyone", lambda: shares(base), POPULATION_SHARES_SECONDS
+    )
+    ranked = sorted(mine, key=lambda name: (-(mine[name] - everyone.get(name, 0.0)), name))[:limit]
+    return [(name, mine[name], everyone.get(name, 0.0)) for name in ranked]
+
+
+def segment_overlap(*, segment: Segment, limit: int = 15) -> list[tuple[str, int, int, float]]:
+    """(segment name, shared members, its size, Jaccard index) for the segments sharing members."""
+    members = SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True)
+    mine = members.count()
+    shared = (
+        SegmentMembership.objects.filter(exited_at__isnull=True, profile_id__in=members.values("profile_id"))
+        .exclude(segment=segment)
+        .values("segment_id")
+        .annotate(n=Count("id"))
+        .order_by("-n", "segment_id")[:limit]
+    )
+    counts = {row["segment_id"]: row["n"] for row in shared}
+    sizes = dict(
+        SegmentMembership.objects.filter(segment_id__in=counts, exited_at__isnull=True)
+        .values_list("segment_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    names = dict(Segment.objects.filter(pk__in=counts).values_list("pk", "name"))
+    return [
+        (names[pk], n, sizes.get(pk, 0), n / max(1, mine + sizes.get(pk, 0) - n)) for pk, n in counts.items()
+    ]
 
 
 def segment_history(*, segment: Segment, limit: int = 200) -> list[SegmentRefresh]:
@@ -747,7 +913,12 @@ class Discovery:
 
 
 def cluster_profiles(
-    features: Any, *, k: int | None = None, max_k: int = 8, seed: int = 7
+    features: Any,
+    *,
+    k: int | None = None,
+    max_k: int = 8,
+    seed: int = 7,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Any, int, dict[int, float]]:
     """MiniBatchKMeans labels of the rows of ``features``; k chosen by silhouette when not given.
 
@@ -761,7 +932,9 @@ def cluster_profiles(
     candidates = [k] if k else list(range(2, max(2, min(max_k, n - 1)) + 1))
     best: tuple[float, int, Any] | None = None
     scores = {}
-    for candidate in candidates:
+    for done, candidate in enumerate(candidates):
+        if progress is not None:
+            progress(done, len(candidates))
         model = MiniBatchKMeans(n_clusters=candidate, random_state=seed, n_init=3, batch_size=1024)
         labels = model.fit_predict(features)
         if len(set(labels)) < 2:
@@ -791,7 +964,12 @@ def _describe(top_tags: list[str], activity: float, population_activity: float, 
 
 
 def segment_discover(
-    *, k: int | None = None, max_k: int = 8, now: datetime | None = None, seed: int = 7
+    *,
+    k: int | None = None,
+    max_k: int = 8,
+    now: datetime | None = None,
+    seed: int = 7,
+    progress: Callable[[int, str], None] | None = None,
 ) -> Discovery:
     """Cluster profiles on behaviour: tag affinities (interaction strength per tag, rows L2-normalised),
     activity (log events in the last 30 days) and recency (days since last seen), standardised.
@@ -801,6 +979,8 @@ def segment_discover(
     from .models import Interaction
 
     now = now or timezone.now()
+    report = progress or (lambda percent, message: None)
+    report(5, "Reading tag affinities")
     rows = (
         Interaction.objects.filter(strength__gt=0, item__item_tags__tag__depth__gte=2)
         .values_list("profile_id", "item__item_tags__tag_id")
@@ -832,7 +1012,15 @@ def segment_discover(
     extra = np.column_stack([np.log1p(activity), np.log1p(np.maximum(recency, 0))])
     extra = (extra - extra.mean(axis=0)) / np.maximum(extra.std(axis=0), 1e-9)
     features = np.hstack([tags, 0.5 * extra])
-    labels, best_k, scores = cluster_profiles(features, k=k, max_k=max_k, seed=seed)
+    report(30, f"Clustering {len(profile_ids)} profiles")
+    labels, best_k, scores = cluster_profiles(
+        features,
+        k=k,
+        max_k=max_k,
+        seed=seed,
+        progress=lambda done, total: report(30 + 60 * done // total, f"Trying k = {k or done + 2}"),
+    )
+    report(92, "Describing clusters")
     names = dict(Tag.objects.filter(pk__in=tag_ids).values_list("pk", "name"))
     population = tags.mean(axis=0)
     clusters = []
@@ -872,4 +1060,98 @@ def segment_save_cluster(*, cluster: Cluster, key: str, name: str, created_by=No
     )
     ids = set(cluster.profile_ids)
     _refresh_run(segment=segment, trigger="discover", now=None, compute=lambda: ids)
+    return segment
+
+
+# --- Discovery jobs (heavy queue) ----------------------------------------------------------------
+
+
+def discovery_job_create(*, k: int | None, max_k: int = 8, created_by=None) -> DiscoveryJob:
+    """Queue a clustering of the audience on the heavy queue (after commit)."""
+    from . import tasks
+
+    job = DiscoveryJob.objects.create(
+        k=k,
+        max_k=max_k,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+    )
+    transaction.on_commit(lambda: tasks.segment_discovery_execute.delay(job.pk))
+    return job
+
+
+def discovery_job_execute(*, job_id: int, now: datetime | None = None) -> DiscoveryJob:
+    """Run a queued discovery, reporting progress on its row; the clusters go into ``result``.
+
+    Only a queued job starts (a conditional update), so a redelivered message does not run it twice."""
+    started = timezone.now()
+    if not DiscoveryJob.objects.filter(pk=job_id, status=DiscoveryJob.Status.QUEUED).update(
+        status=DiscoveryJob.Status.RUNNING, started_at=started, progress=1, message="Starting"
+    ):
+        return DiscoveryJob.objects.get(pk=job_id)
+    job = DiscoveryJob.objects.get(pk=job_id)
+
+    def progress(percent: int, message: str) -> None:
+        DiscoveryJob.objects.filter(pk=job_id, status=DiscoveryJob.Status.RUNNING).update(
+            progress=percent, message=message[:200]
+        )
+
+    try:
+        discovery = segment_discover(k=job.k, max_k=job.max_k, now=now, progress=progress)
+    except Exception as exc:
+        DiscoveryJob.objects.filter(pk=job_id, status=DiscoveryJob.Status.RUNNING).update(
+            status=DiscoveryJob.Status.FAILED,
+            finished_at=timezone.now(),
+            error=str(exc)[:2000],
+            message="Failed",
+        )
+        raise
+    result = {
+        "k": discovery.k,
+        "silhouette": discovery.silhouette,
+        "scores": {str(key): value for key, value in discovery.scores.items()},
+        "clusters": [asdict(cluster) for cluster in discovery.clusters],
+    }
+    DiscoveryJob.objects.filter(pk=job_id, status=DiscoveryJob.Status.RUNNING).update(
+        status=DiscoveryJob.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        progress=100,
+        message=f"{len(discovery.clusters)} clusters in {(timezone.now() - started).total_seconds():.0f} s",
+        result=result,
+    )
+    job.refresh_from_db()
+    return job
+
+
+def discovery_job_clusters(*, job: DiscoveryJob) -> list[Cluster]:
+    """The clusters a finished job found (empty while it runs)."""
+    return [
+        Cluster(**{**c, "top_tags": [tuple(t) for t in c["top_tags"]]})
+        for c in (job.result or {}).get("clusters", [])
+    ]
+
+
+def discovery_job_save_cluster(*, job: DiscoveryJob, index: int, name: str, created_by=None) -> Segment:
+    """Save cluster ``index`` of a finished job as a discovered segment (its members as found).
+
+    Raises ``RuleError`` naming the form field when the cluster or the name is wrong."""
+    from django.utils.text import slugify
+
+    cluster = next((c for c in discovery_job_clusters(job=job) if c.index == index), None)
+    if cluster is None:
+        raise RuleError("cluster", "that cluster is not in this discovery.")
+    name = (name or "").strip()[:200] or cluster.description
+    base = slugify(name)[:90] or "cluster"
+    key, n = base, 1
+    while Segment.objects.filter(key=key).exists():
+        n += 1
+        key = f"{base}-{n}"
+    segment = segment_save_cluster(cluster=cluster, key=key, name=name, created_by=created_by)
+    from recsite.services import audit_record
+
+    audit_record(
+        actor=created_by,
+        action="segment.save_cluster",
+        target=segment,
+        detail={"job": job.pk, "cluster": index},
+    )
     return segment

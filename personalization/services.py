@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -195,7 +196,9 @@ def training_run_request(
             )
     except IntegrityError:
         raise TrainingError(f"{recommender.name} already has a training run queued or running.") from None
-    transaction.on_commit(lambda: training_run_execute.delay(run.pk))
+    # robust: with the broker down the request still succeeds; the run stays queued and
+    # training_runs_reap_stale sends it again (tests/faults/test_broker_outage.py).
+    transaction.on_commit(lambda: training_run_execute.delay(run.pk), robust=True)
     return run
 
 
@@ -603,6 +606,8 @@ def _run_finish(
 ) -> None:
     phases.start()
     fmt, data = artifact
+    # A metric undefined on a tiny split comes out as NaN, which JSON columns refuse: store null.
+    metrics = {name: _json_number(value) for name, value in metrics.items()}
     with transaction.atomic():
         updated = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
             status=TrainingRun.Status.SUCCEEDED,
@@ -621,6 +626,12 @@ def _run_finish(
             _auto_activate(run, metrics)
     phases.stop("store")
     TrainingRun.objects.filter(pk=run.pk).update(timings=phases.timings)
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _auto_activate(run: TrainingRun, metrics: dict) -> None:
@@ -658,15 +669,31 @@ def recommender_activate(*, run: TrainingRun, user: AbstractBaseUser | None = No
 
 
 def training_runs_reap_stale(*, now=None) -> int:
-    """Mark runs whose worker stopped reporting (killed, lost) as failed."""
+    """Mark runs whose worker stopped reporting (killed, lost) as failed, and send again the
+    runs still queued after TRAINING_REQUEUE_AFTER_SECONDS: their message was never sent (the
+    broker was down) or was lost with a broker that kept no copy. A second message for a run is
+    harmless: training_run_execute takes a queued run once (compare-and-set)."""
+    from .tasks import training_run_execute
+
     now = now or timezone.now()
     limit = now - timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
-    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=limit).update(
+    reaped = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=limit).update(
         status=TrainingRun.Status.FAILED,
         finished_at=now,
         message="Failed",
         error="The worker stopped reporting progress (killed or lost); the active model is unchanged.",
     )
+    waiting = TrainingRun.objects.filter(
+        status=TrainingRun.Status.QUEUED,
+        created_at__lt=now - timedelta(seconds=settings.TRAINING_REQUEUE_AFTER_SECONDS),
+    )
+    for run_id in waiting.values_list("pk", flat=True):
+        try:
+            training_run_execute.delay(run_id)
+        except Exception:  # the broker is still down: the next reap tries again
+            logger.warning("could not send queued training run %s again; will retry", run_id, exc_info=True)
+            break
+    return reaped
 
 
 def recommenders_retrain_due(*, now=None) -> list[TrainingRun]:

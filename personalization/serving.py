@@ -1,36 +1,32 @@
 """Serving recommendations: placements, fallback chains, filters, diversity, explanations.
 
-A warm profile is served from the list precomputed after training (one indexed read);
-anyone else is scored on the fly from their interactions or declared preferences. Models
-are loaded from the database once per process and kept in a small LRU.
+A warm profile is served from the list precomputed after training; anyone else is scored
+on the fly from their interactions or declared preferences. Models are loaded from the
+database once per process and kept in a small LRU. The configuration, item columns and
+precomputed lists come from servecache.py, so that a warm request reads only the profile's
+current interactions from the database (one query).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
 
-from catalog.models import Item, ItemTag, Tag
+from catalog.models import Item, Tag
 
-from . import recommenders
-from .models import (
-    AnonymousId,
-    DeclaredPreference,
-    Interaction,
-    ModelArtifact,
-    Placement,
-    PrecomputedList,
-    Profile,
-    Recommender,
-)
+from . import recommenders, servecache
+from .models import AnonymousId, DeclaredPreference, Interaction, ModelArtifact, Profile, Recommender
+from .servecache import ItemRef, PlacementRef, RecommenderRef
 from .services import artifact_unpack, item_tag_paths
 
 
@@ -90,13 +86,42 @@ def run_load(run_id: int) -> LoadedRun:
 # --- Profiles --------------------------------------------------------------------------
 
 
-@dataclass
 class ProfileState:
-    profile: Profile | None
-    consumed: set[int] = field(default_factory=set)  # every item the profile interacted with
-    positive: list[tuple[int, float]] = field(default_factory=list)  # (item pk, strength), latest first
-    liked_tags: list[str] = field(default_factory=list)
-    disliked_tags: list[str] = field(default_factory=list)
+    """What serving knows of one profile: its id, what it consumed (current, not as of the
+    last training) and, read only when on-the-fly scoring asks, its declared preferences."""
+
+    def __init__(self, profile_id: int | None, profile: Profile | None = None):
+        self.profile_id = profile_id
+        self._profile = profile
+        self.consumed: set[int] = set()  # every item the profile interacted with
+        self.positive: list[tuple[int, float]] = []  # (item pk, strength), latest first
+        self._preferences: tuple[list[str], list[str]] | None = None
+
+    @property
+    def profile(self) -> Profile | None:
+        if self._profile is None and self.profile_id is not None:
+            self._profile = Profile.objects.filter(pk=self.profile_id).first()
+        return self._profile
+
+    def _declared(self) -> tuple[list[str], list[str]]:
+        if self._preferences is None:
+            liked: list[str] = []
+            disliked: list[str] = []
+            if self.profile_id is not None:
+                for path, sentiment in DeclaredPreference.objects.filter(
+                    profile_id=self.profile_id
+                ).values_list("tag__slug_path", "sentiment"):
+                    (liked if sentiment > 0 else disliked).append(path)
+            self._preferences = liked, disliked
+        return self._preferences
+
+    @property
+    def liked_tags(self) -> list[str]:
+        return self._declared()[0]
+
+    @property
+    def disliked_tags(self) -> list[str]:
+        return self._declared()[1]
 
 
 def profile_resolve(*, user_id: str | None = None, anonymous_id: str | None = None) -> Profile | None:
@@ -109,7 +134,7 @@ def profile_resolve(*, user_id: str | None = None, anonymous_id: str | None = No
 
 
 def profile_state(profile: Profile | None) -> ProfileState:
-    state = ProfileState(profile=profile)
+    state = ProfileState(profile.pk if profile is not None else None, profile)
     if profile is None:
         return state
     # The interaction table is kept current at ingestion, so consumption after the last
@@ -120,10 +145,46 @@ def profile_state(profile: Profile | None) -> ProfileState:
         state.consumed.add(item_id)
         if strength > 0:
             state.positive.append((item_id, strength))
-    for path, sentiment in DeclaredPreference.objects.filter(profile=profile).values_list(
-        "tag__slug_path", "sentiment"
-    ):
-        (state.liked_tags if sentiment > 0 else state.disliked_tags).append(path)
+    return state
+
+
+@functools.cache
+def _profile_sql(by: str) -> str:
+    """The profile left-joined to its interactions, latest first. A profile without
+    interactions gives one row of NULLs, so the order needs no NULLS LAST."""
+    quote = connection.ops.quote_name
+    profile, interaction = quote(Profile._meta.db_table), quote(Interaction._meta.db_table)
+    if by == "user_id":
+        source, where = f"{profile} p", "p.external_id = %s"
+    else:
+        source = f"{quote(AnonymousId._meta.db_table)} a JOIN {profile} p ON p.id = a.profile_id"
+        where = "a.anonymous_id = %s"
+    return (
+        f"SELECT p.id, i.item_id, i.strength FROM {source} "
+        f"LEFT JOIN {interaction} i ON i.profile_id = p.id WHERE {where} ORDER BY i.last_at DESC"
+    )
+
+
+def profile_state_load(*, user_id: str | None = None, anonymous_id: str | None = None) -> ProfileState:
+    """A profile's id and current interactions in one query, in SQL written once rather than
+    compiled by the ORM per request: the hot path of serving a warm profile."""
+    if user_id:
+        sql, value = _profile_sql("user_id"), user_id
+    elif anonymous_id:
+        sql, value = _profile_sql("anonymous_id"), anonymous_id
+    else:
+        return ProfileState(None)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        rows = cursor.fetchall()
+    if not rows:
+        return ProfileState(None)
+    state = ProfileState(rows[0][0])
+    for _, item_id, strength in rows:
+        if item_id is not None:
+            state.consumed.add(item_id)
+            if strength > 0:
+                state.positive.append((item_id, strength))
     return state
 
 
@@ -151,23 +212,20 @@ def _user_row(loaded: LoadedRun, state: ProfileState) -> sp.csr_matrix:
     )
 
 
-def _candidates(recommender: Recommender, state: ProfileState, n: int) -> list[Candidate]:
+def _candidates(recommender: RecommenderRef, state: ProfileState, n: int) -> Iterable[Candidate]:
     loaded = run_load(recommender.active_run_id)
     name = recommender.name
     if loaded.model is None:
         return [Candidate(pk, score, {"type": "trending"}, name) for pk, score in loaded.ranking[: n * 2]]
-    if state.profile is not None:
-        stored = (
-            PrecomputedList.objects.filter(run_id=recommender.active_run_id, profile=state.profile)
-            .values_list("item_ids", "scores", "reasons")
-            .first()
-        )
+    if state.profile_id is not None:
+        stored = servecache.precomputed_get(run=recommender, profile_id=state.profile_id)
         if stored is not None:
             item_ids, scores, reasons = stored
-            return [
+            # Lazily: the caller usually stops after a few dozen of the stored hundred.
+            return (
                 Candidate(pk, score, reasons[i] if i < len(reasons) else {"type": "similar_taste"}, name)
                 for i, (pk, score) in enumerate(zip(item_ids, scores, strict=True))
-            ]
+            )
     row = _user_row(loaded, state)
     options = {}
     if isinstance(loaded.model, recommenders.ContentModel) and (state.liked_tags or state.disliked_tags):
@@ -193,7 +251,7 @@ def _candidates(recommender: Recommender, state: ProfileState, n: int) -> list[C
 
 @dataclass(frozen=True)
 class Recommendation:
-    item: Item
+    item: ItemRef
     score: float
     rank: int
     reason: str
@@ -201,75 +259,83 @@ class Recommendation:
     recommendation_id: str
     recommender: str
 
+    def as_dict(self) -> dict:
+        """The JSON of one result (docs/api.md), built without a serializer: hot path."""
+        return {
+            "item": self.item.external_id,
+            "title": self.item.title,
+            "score": self.score,
+            "rank": self.rank,
+            "reason": self.reason,
+            "reason_data": self.reason_data,
+            "recommendation_id": self.recommendation_id,
+            "recommender": self.recommender,
+        }
+
 
 @dataclass
 class Served:
-    recommender: Recommender
-    placement: Placement | None
-    profile: Profile | None
+    recommender: RecommenderRef
+    placement: PlacementRef | None
+    state: ProfileState
     results: list[Recommendation]
     experiment: dict | None = None  # {"key", "variant"} when a running experiment decided
 
+    @property
+    def profile(self) -> Profile | None:
+        return self.state.profile
+
+    @property
+    def known_profile(self) -> bool:
+        return self.state.profile_id is not None
+
 
 def placement_experiment(
-    *, placement: Placement, user_id: str | None, anonymous_id: str | None
+    *, placement: PlacementRef, user_id: str | None, anonymous_id: str | None
 ) -> tuple[dict | None, str | None]:
     """Apply a running experiment on this placement: its variants' payloads name the
     placement (``{"placement": "home", "recommender": "ease"}``). The assignment is sticky
     and records an exposure. Returns the experiment summary and the recommender to use."""
-    from experiments.models import Experiment
     from experiments.services import ExperimentError, experiment_assign
 
     if not (user_id or anonymous_id):
         return None, None
-    experiment = (
-        Experiment.objects.filter(
-            status=Experiment.Status.RUNNING, variants__payload__placement=placement.key
-        )
-        .order_by("pk")
-        .first()
-    )
-    if experiment is None:
+    experiment_key = servecache.snapshot_get().experiments.get(placement.key)
+    if experiment_key is None:
         return None, None
     try:
         result = experiment_assign(
-            key=experiment.key, user_id=user_id, anonymous_id=anonymous_id, source="recommendations"
+            key=experiment_key, user_id=user_id, anonymous_id=anonymous_id, source="recommendations"
         )
     except ExperimentError:
         return None, None
     if result.variant is None:
-        return {"key": experiment.key, "variant": None, "in_experiment": False}, None
-    summary = {"key": experiment.key, "variant": result.variant.key, "in_experiment": result.in_experiment}
+        return {"key": experiment_key, "variant": None, "in_experiment": False}, None
+    summary = {"key": experiment_key, "variant": result.variant.key, "in_experiment": result.in_experiment}
     return summary, result.variant.payload.get("recommender")
 
 
-def _chain(*, recommender_name: str | None, placement: Placement | None) -> list[Recommender]:
+def _chain(*, recommender_name: str | None, placement: PlacementRef | None) -> list[RecommenderRef]:
     names: list[str] = []
     if recommender_name:
         names.append(recommender_name)
     elif placement is not None:
-        names.append(placement.recommender.name)
+        names.append(placement.recommender)
         names.extend(placement.fallbacks)
     names.append(settings.DEFAULT_RECOMMENDER)
-    by_name = (
-        Recommender.objects.select_related("active_run")
-        .only("name", "algorithm", "active_run_id", "active_run__version")
-        .in_bulk(names, field_name="name")
-    )
-    if recommender_name:
-        named = by_name.get(recommender_name)
-        if named is None:
+    snapshot = servecache.snapshot_get()
+    if recommender_name and recommender_name not in snapshot.recommenders:
+        if recommender_name not in snapshot.names:
             raise ServingError(f"No recommender named {recommender_name!r}.", field="recommender", status=404)
-        if named.active_run_id is None:
-            raise ServingError(
-                f"Recommender {recommender_name!r} has no active model yet: train it first.",
-                field="recommender",
-                status=409,
-            )
+        raise ServingError(
+            f"Recommender {recommender_name!r} has no active model yet: train it first.",
+            field="recommender",
+            status=409,
+        )
     chain, seen = [], set()
     for name in names:
-        recommender = by_name.get(name)
-        if recommender is not None and recommender.active_run_id and name not in seen:
+        recommender = snapshot.recommenders.get(name)
+        if recommender is not None and name not in seen:
             seen.add(name)
             chain.append(recommender)
     if not chain:
@@ -277,25 +343,16 @@ def _chain(*, recommender_name: str | None, placement: Placement | None) -> list
     return chain
 
 
-def _tag_filter(item_ids: list[int], paths: list[str]) -> set[int]:
-    """Items (among ``item_ids``) carrying a tag at or below one of ``paths``."""
-    if not paths or not item_ids:
-        return set()
-    query = Q()
-    for path in paths:
-        query |= Q(tag__slug_path=path) | Q(tag__slug_path__startswith=f"{path}/")
-    return set(ItemTag.objects.filter(query, item_id__in=item_ids).values_list("item_id", flat=True))
-
-
-def _diversify(candidates: list[Candidate], *, k: int, diversity: float) -> list[Candidate]:
+def _diversify(
+    candidates: list[Candidate], *, k: int, diversity: float, items: dict[int, ItemRef]
+) -> list[Candidate]:
     """MMR over item tags: trade relevance for variety by ``diversity`` (0..1)."""
     if diversity <= 0 or len(candidates) <= 1:
         return candidates[:k]
-    tags = item_tag_paths([c.item_id for c in candidates])
     vocabulary: dict[str, int] = {}
     rows, cols = [], []
     for row, candidate in enumerate(candidates):
-        for tag in tags.get(candidate.item_id, []):
+        for tag in items[candidate.item_id].tag_vector:
             rows.append(row)
             cols.append(vocabulary.setdefault(tag, len(vocabulary)))
     vectors = sp.csr_matrix(
@@ -311,7 +368,7 @@ def _diversify(candidates: list[Candidate], *, k: int, diversity: float) -> list
     return [candidates[i] for i in order.tolist()]
 
 
-def _reason_text(reason: dict, items: dict[int, Item], tag_names: dict[str, str]) -> str:
+def _reason_text(reason: dict, items: dict[int, ItemRef], tag_names: dict[str, str]) -> str:
     kind = reason.get("type")
     if kind == "because_you_watched" and reason.get("item") in items:
         return f"Because you watched {items[reason['item']].title}"
@@ -328,38 +385,28 @@ def _reason_text(reason: dict, items: dict[int, Item], tag_names: dict[str, str]
     return "Trending now"
 
 
-# What results need of an item (descriptions and metadata stay in the database).
-ITEM_FIELDS = ("pk", "external_id", "title", "kind", "active", "release_date", "image_url")
-
-
 def results_build(
-    candidates: list[Candidate], *, k: int, placement: Placement | None = None
+    candidates: list[Candidate], *, k: int, placement: PlacementRef | None = None
 ) -> list[Recommendation]:
     """Turn candidates into results: active items only, placement filters, reasons as text."""
-    item_ids = [c.item_id for c in candidates]
-    reason_items = [c.reason["item"] for c in candidates if isinstance(c.reason.get("item"), int)]
-    items = Item.objects.only(*ITEM_FIELDS).in_bulk(set(item_ids) | set(reason_items))
+    wanted = {c.item_id for c in candidates}
+    wanted.update(c.reason["item"] for c in candidates if isinstance(c.reason.get("item"), int))
+    items = servecache.items_get(wanted)
+    candidates = [c for c in candidates if c.item_id in items and items[c.item_id].active]
     if placement is not None:
         kinds = set(placement.kinds)
-        include = _tag_filter(item_ids, placement.include_tags) if placement.include_tags else None
-        exclude = _tag_filter(item_ids, placement.exclude_tags)
         candidates = [
             c
             for c in candidates
-            if (not kinds or (items.get(c.item_id) and items[c.item_id].kind in kinds))
-            and (include is None or c.item_id in include)
-            and c.item_id not in exclude
+            if (not kinds or items[c.item_id].kind in kinds)
+            and (not placement.include_tags or items[c.item_id].under(placement.include_tags))
+            and not (placement.exclude_tags and items[c.item_id].under(placement.exclude_tags))
         ]
-    candidates = [c for c in candidates if c.item_id in items and items[c.item_id].active]
     if placement is not None and placement.diversity > 0:
-        candidates = _diversify(candidates[: k * 4], k=k, diversity=placement.diversity)
+        candidates = _diversify(candidates[: k * 4], k=k, diversity=placement.diversity, items=items)
     candidates = candidates[:k]
     tag_paths = {t for c in candidates for t in c.reason.get("tags", [])}
-    tag_names = (
-        dict(Tag.objects.filter(slug_path__in=tag_paths).values_list("slug_path", "name"))
-        if tag_paths
-        else {}
-    )
+    tag_names = servecache.tag_names_get(tag_paths) if tag_paths else {}
     return [
         Recommendation(
             item=items[c.item_id],
@@ -374,25 +421,31 @@ def results_build(
     ]
 
 
-def _apply_segment_override(placement: Placement, state: ProfileState) -> None:
+def _apply_segment_override(placement: PlacementRef, state: ProfileState) -> PlacementRef:
     """A placement's ``segment_overrides`` ({"segment-key": "recommender-name"}) serve members
     of a segment with another recommender; the default one becomes its first fallback."""
-    if not placement.segment_overrides or state.profile is None:
-        return
+    if not placement.segment_overrides or state.profile_id is None:
+        return placement
     from .models import SegmentMembership
 
     current = set(
         SegmentMembership.objects.filter(
-            profile=state.profile, exited_at__isnull=True, segment__key__in=list(placement.segment_overrides)
+            profile_id=state.profile_id,
+            exited_at__isnull=True,
+            segment__key__in=list(placement.segment_overrides),
         ).values_list("segment__key", flat=True)
     )
     for segment_key, name in placement.segment_overrides.items():
         if segment_key in current:
-            override = Recommender.objects.filter(name=name).first()
-            if override is not None and override.pk != placement.recommender_id:
-                placement.fallbacks = [placement.recommender.name, *placement.fallbacks]
-                placement.recommender = override
-            return
+            if name in servecache.snapshot_get().names and name != placement.recommender:
+                return _with_recommender(placement, name)
+            return placement
+    return placement
+
+
+def _with_recommender(placement: PlacementRef, name: str) -> PlacementRef:
+    """The placement served by ``name`` first, its own recommender becoming the first fallback."""
+    return replace(placement, recommender=name, fallbacks=(placement.recommender, *placement.fallbacks))
 
 
 def recommendations_get(
@@ -410,7 +463,7 @@ def recommendations_get(
     placement's, else 10."""
     placement = None
     if placement_key:
-        placement = Placement.objects.select_related("recommender").filter(key=placement_key).first()
+        placement = servecache.snapshot_get().placements.get(placement_key)
         if placement is None:
             raise ServingError(f"No placement with key {placement_key!r}.", field="placement", status=404)
         exclude_consumed = exclude_consumed and placement.exclude_consumed
@@ -419,18 +472,25 @@ def recommendations_get(
         raise ServingError("k must be between 1 and 100.", field="k")
     experiment = None
     if placement is not None and recommender_name is None:
+        running = servecache.snapshot_get().experiments.get(placement.key)
+        if running is not None:  # an interleaving test serves both recommenders in one list
+            from experiments.modes import interleaving_serve
+
+            interleaved = interleaving_serve(
+                experiment_key=running, placement_key=placement.key, user_id=user_id,
+                anonymous_id=anonymous_id, k=k, exclude_consumed=exclude_consumed,
+            )  # fmt: skip
+            if interleaved is not None:
+                return interleaved
         experiment, variant_recommender = placement_experiment(
             placement=placement, user_id=user_id, anonymous_id=anonymous_id
         )
-        if variant_recommender:
-            placement.fallbacks = [placement.recommender.name, *placement.fallbacks]
-            placement.recommender = (
-                Recommender.objects.filter(name=variant_recommender).first() or placement.recommender
-            )
+        if variant_recommender and variant_recommender in servecache.snapshot_get().names:
+            placement = _with_recommender(placement, variant_recommender)
     if state is None:
-        state = profile_state(profile_resolve(user_id=user_id, anonymous_id=anonymous_id))
+        state = profile_state_load(user_id=user_id, anonymous_id=anonymous_id)
     if placement is not None and recommender_name is None and experiment is None:
-        _apply_segment_override(placement, state)
+        placement = _apply_segment_override(placement, state)
     chain = _chain(recommender_name=recommender_name, placement=placement)
     want = k * 3 if placement is None or not (placement.include_tags or placement.kinds) else k * 10
     gathered: list[Candidate] = []
@@ -447,11 +507,7 @@ def recommendations_get(
             break
     results = results_build(gathered, k=k, placement=placement)
     return Served(
-        recommender=chain[0],
-        placement=placement,
-        profile=state.profile,
-        results=results,
-        experiment=experiment,
+        recommender=chain[0], placement=placement, state=state, results=results, experiment=experiment
     )
 
 
@@ -528,7 +584,7 @@ def _favourite_tag(state: ProfileState) -> Tag | None:
 
 def home_rows(*, user_id: str | None = None, anonymous_id: str | None = None, k: int = 12) -> list[Row]:
     """Netflix-like rows: top picks, because you watched X, trending, new in your favourite tag."""
-    state = profile_state(profile_resolve(user_id=user_id, anonymous_id=anonymous_id))
+    state = profile_state_load(user_id=user_id, anonymous_id=anonymous_id)
     rows: list[Row] = []
     shown: set[int] = set()
 
@@ -538,7 +594,7 @@ def home_rows(*, user_id: str | None = None, anonymous_id: str | None = None, k:
             shown.update(r.item.pk for r in fresh)
             rows.append(Row(key=key, title=title, results=fresh))
 
-    home = Placement.objects.filter(key="home").exists()
+    home = "home" in servecache.snapshot_get().placements
     try:
         top = recommendations_get(k=k, state=state, placement_key="home" if home else None)
         add("top_picks", "Top picks for you", top.results)

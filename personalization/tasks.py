@@ -49,3 +49,44 @@ def segments_refresh_due() -> int:
     for segment_id in due:
         segment_refresh.delay(segment_id, "schedule")
     return len(due)
+
+
+@shared_task(name="personalization.tasks.segment_webhooks_dispatch")
+def segment_webhooks_dispatch(refresh_id: int) -> int:
+    from . import webhooks
+    from .models import SegmentRefresh
+
+    refresh = SegmentRefresh.objects.select_related("segment").filter(pk=refresh_id).first()
+    if refresh is None:
+        return 0
+    pending = webhooks.webhooks_dispatch(refresh=refresh)
+    for delivery_id in pending:
+        segment_webhook_deliver.delay(delivery_id)
+    return len(pending)
+
+
+@shared_task(name="personalization.tasks.segment_webhook_deliver")
+def segment_webhook_deliver(delivery_id: int) -> str:
+    from . import webhooks
+
+    wait = webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+    if wait is not None:
+        segment_webhook_deliver.apply_async((delivery_id,), countdown=wait)
+    return "retry" if wait is not None else "done"
+
+
+@shared_task(name="personalization.tasks.segment_webhooks_retry_due")
+def segment_webhooks_retry_due() -> int:
+    from . import webhooks
+
+    due = webhooks.webhook_deliveries_due()
+    for delivery_id in due:
+        segment_webhook_deliver.delay(delivery_id)
+    return len(due)
+
+
+@shared_task(name="personalization.tasks.segment_discovery_execute")
+def segment_discovery_execute(job_id: int) -> str:
+    from . import segments
+
+    return segments.discovery_job_execute(job_id=job_id).status

@@ -239,6 +239,37 @@ def _ids(raw: Mapping) -> tuple[str | None, str | None]:
     return user_id, anonymous_id
 
 
+def _properties_finish(properties: dict, limits: Limits) -> tuple[str | None, float | None, str]:
+    """The item reference, the numeric value and the JSON text of an event's properties;
+    raises Rejected for a bad item id, an oversize event or a NUL character."""
+    item_ref = None
+    for key in limits.item_properties:
+        ref = properties.get(key)
+        if ref is not None and ref != "":
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                ref = str(ref)
+            if not isinstance(ref, str) or len(ref) > MAX_NAME_LENGTH:
+                raise Rejected(f"properties.{key} must be a string id.", f"properties.{key}")
+            item_ref = ref
+            break
+    value = None
+    for key in VALUE_PROPERTIES:
+        candidate = properties.get(key)
+        if isinstance(candidate, int | float) and not isinstance(candidate, bool):
+            value = float(candidate)
+            break
+    # Serialised once, here: the size check and the INSERT both use it.
+    try:
+        properties_json = json.dumps(properties, separators=(",", ":"))
+    except RecursionError:
+        raise Rejected("properties are nested too deeply.", "properties") from None
+    if limits.check_event_size and len(properties_json) > limits.max_event_bytes:
+        raise Rejected(f"The event is larger than {limits.max_event_bytes} bytes.", "properties")
+    if "\\u0000" in properties_json:
+        raise Rejected("NUL characters are not allowed in properties.", "properties")
+    return item_ref, value, properties_json
+
+
 def message_parse(
     raw: object,
     *,
@@ -306,31 +337,7 @@ def message_parse(
         properties = {**properties, "previousId": previous_id}
     if not traits and kind == "identify":
         traits = _object(context.get("traits"), "context.traits")
-    item_ref = None
-    for key in limits.item_properties:
-        ref = properties.get(key)
-        if ref is not None and ref != "":
-            if isinstance(ref, int) and not isinstance(ref, bool):
-                ref = str(ref)
-            if not isinstance(ref, str) or len(ref) > MAX_NAME_LENGTH:
-                raise Rejected(f"properties.{key} must be a string id.", f"properties.{key}")
-            item_ref = ref
-            break
-    value = None
-    for key in VALUE_PROPERTIES:
-        candidate = properties.get(key)
-        if isinstance(candidate, int | float) and not isinstance(candidate, bool):
-            value = float(candidate)
-            break
-    # Serialised once, here: the size check and the INSERT both use it.
-    try:
-        properties_json = json.dumps(properties, separators=(",", ":"))
-    except RecursionError:
-        raise Rejected("properties are nested too deeply.", "properties") from None
-    if limits.check_event_size and len(properties_json) > limits.max_event_bytes:
-        raise Rejected(f"The event is larger than {limits.max_event_bytes} bytes.", "properties")
-    if "\\u0000" in properties_json:
-        raise Rejected("NUL characters are not allowed in properties.", "properties")
+    item_ref, value, properties_json = _properties_finish(properties, limits)
     return Message(
         index=index, kind=kind, message_id=message_id, user_id=user_id, anonymous_id=anonymous_id,
         name=name, event_type=event_type, properties=properties, traits=traits, timestamp=timestamp,
@@ -353,6 +360,17 @@ class IngestReport:
     messages: list[Message] = field(default_factory=list, repr=False)
 
 
+def limits_load(*, body_bytes: int = 0) -> Limits:
+    """The settings one batch needs, read once (settings look-ups are slow per event). A body
+    no larger than one event's limit cannot hold an oversize event: the check is skipped."""
+    return Limits(
+        max_event_bytes=settings.TRACKING_MAX_EVENT_BYTES,
+        check_event_size=body_bytes == 0 or body_bytes > settings.TRACKING_MAX_EVENT_BYTES,
+        item_properties=tuple(settings.TRACKING_ITEM_PROPERTIES),
+        name_map=_name_map(tuple(settings.EVENT_NAME_MAP.items())),
+    )
+
+
 def events_ingest(
     *,
     source: Source,
@@ -365,38 +383,48 @@ def events_ingest(
     """Validate, de-duplicate and store a batch of Segment messages; one result per message
     in input order. Everything is committed before this returns."""
     received_at = received_at or timezone.now()
-    limits = Limits(
-        max_event_bytes=settings.TRACKING_MAX_EVENT_BYTES,
-        check_event_size=body_bytes == 0 or body_bytes > settings.TRACKING_MAX_EVENT_BYTES,
-        item_properties=tuple(settings.TRACKING_ITEM_PROPERTIES),
-        name_map=_name_map(tuple(settings.EVENT_NAME_MAP.items())),
-    )
-    results: list[dict | None] = [None] * len(messages)
+    limits = limits_load(body_bytes=body_bytes)
+    report = IngestReport(results=[None] * len(messages))
     parsed: list[Message] = []
-    seen: set[str] = set()
-    report = IngestReport(results=[])
     for index, raw in enumerate(messages):
         try:
-            message = message_parse(
-                raw, index=index, kind=kind, received_at=received_at, limits=limits, defaults=defaults
+            parsed.append(
+                message_parse(
+                    raw, index=index, kind=kind, received_at=received_at, limits=limits, defaults=defaults
+                )
             )
         except Rejected as exc:
             message_id = raw.get("messageId") if isinstance(raw, dict) else None
-            results[index] = _rejected(index, message_id, str(exc), exc.field)
+            report.results[index] = _rejected(index, message_id, str(exc), exc.field)
             report.rejected += 1
-            continue
+    messages_store(source=source, parsed=parsed, received_at=received_at, report=report)
+    return report
+
+
+def messages_store(
+    *, source: Source, parsed: list[Message], received_at: datetime, report: IngestReport, bulk: bool = False
+) -> None:
+    """Store validated messages (``report.results`` already sized, indexed by
+    ``Message.index``) in one transaction: a message id repeated in the batch or already
+    stored for the source is a duplicate. ``bulk`` (the importer) writes events with COPY
+    on PostgreSQL."""
+    results = report.results
+    seen: set[str] = set()
+    unique: list[Message] = []
+    for message in parsed:
         if message.message_id in seen:
-            results[index] = {"index": index, "messageId": message.message_id, "status": "duplicate"}
+            results[message.index] = {
+                "index": message.index, "messageId": message.message_id, "status": "duplicate"
+            }  # fmt: skip
             report.duplicates += 1
             continue
         seen.add(message.message_id)
-        parsed.append(message)
-    if parsed:
+        unique.append(message)
+    if unique:
         with transaction.atomic():
-            _store(source=source, parsed=parsed, received_at=received_at, results=results, report=report)
-    report.results = results  # type: ignore[assignment]
-    report.messages = parsed
-    return report
+            _store(source=source, parsed=unique, received_at=received_at, results=results, report=report,
+                   bulk=bulk)  # fmt: skip
+    report.messages = unique
 
 
 def _rejected(index: int, message_id: object, error: str, field: str | None) -> dict:
@@ -406,9 +434,21 @@ def _rejected(index: int, message_id: object, error: str, field: str | None) -> 
 
 
 def _store(
-    *, source: Source, parsed: list[Message], received_at: datetime, results: list, report: IngestReport
+    *,
+    source: Source,
+    parsed: list[Message],
+    received_at: datetime,
+    results: list,
+    report: IngestReport,
+    bulk: bool = False,
 ) -> None:
-    existing = eventstore.existing_message_ids(source.pk, [m.message_id for m in parsed])
+    # Duplicates are found by the INSERT itself (ON CONFLICT DO NOTHING RETURNING), which
+    # probes the unique index anyway. Only messages that may change identity (merge, link,
+    # traits) are checked first, so that a replay does not apply them again.
+    existing = eventstore.existing_message_ids(
+        source.pk,
+        [m.message_id for m in parsed if m.kind in ("identify", "alias") or (m.user_id and m.anonymous_id)],
+    )
     fresh: list[Message] = []
     for m in parsed:
         if m.message_id in existing:
@@ -455,14 +495,22 @@ def _store(
         m.profile_id = ids.profile_for(m)
     report.items_created += _items_resolve(fresh)
 
-    # A concurrent replay of the same message loses quietly (ON CONFLICT DO NOTHING: stored once).
-    eventstore.events_insert(
-        [
-            (source.pk, m.message_id, m.name, m.event_type, m.profile_id, m.item_id, m.value,
-             m.properties_json, m.timestamp, received_at)
-            for m in fresh
-        ]
-    )  # fmt: skip
+    rows = [
+        (source.pk, m.message_id, m.name, m.event_type, m.profile_id, m.item_id, m.value,
+         m.properties_json, m.timestamp, received_at)
+        for m in fresh
+    ]  # fmt: skip
+    inserted = eventstore.events_copy(rows) if bulk else None
+    if inserted is None:
+        inserted = eventstore.events_insert(rows)
+    if len(inserted) < len(fresh):
+        # A concurrent request committed these message ids after our duplicate check: they
+        # are duplicates, and must not add to the interaction strengths a second time.
+        lost = [m for m in fresh if m.message_id not in inserted]
+        for m in lost:
+            results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "duplicate"}
+        report.duplicates += len(lost)
+        fresh = [m for m in fresh if m.message_id in inserted]
     for m in fresh:
         results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "stored"}
     report.stored += len(fresh)
@@ -535,19 +583,14 @@ class _ProfileIds:
                 first[m.anonymous_id] = min(m.timestamp, first.get(m.anonymous_id, m.timestamp))
         created = 0
         if new_users:
-            Profile.objects.bulk_create(
-                [Profile(external_id=u, first_seen=at, last_seen=at) for u, at in sorted(new_users.items())],
-                ignore_conflicts=True,
-            )
+            eventstore.profiles_create(sorted(new_users.items()), now=timezone.now())
             self.users.update(eventstore.profiles_by_user_id(list(new_users)))
             created += len(new_users)
         if first:
             first = dict(sorted(first.items()))
-            made = Profile.objects.bulk_create(
-                [Profile(first_seen=at, last_seen=at) for at in first.values()]
-            )
+            made = eventstore.profiles_create([(None, at) for at in first.values()], now=timezone.now())
             AnonymousId.objects.bulk_create(
-                [AnonymousId(anonymous_id=a, profile_id=p.pk) for a, p in zip(first, made, strict=True)],
+                [AnonymousId(anonymous_id=a, profile_id=pk) for a, pk in zip(first, made, strict=True)],
                 ignore_conflicts=True,
             )
             owners = dict(
@@ -556,7 +599,7 @@ class _ProfileIds:
                 )
             )
             # Lost a race for an anonymous id: drop the empty profile made for it.
-            orphans = [p.pk for a, p in zip(first, made, strict=True) if owners[a] != p.pk]
+            orphans = [pk for a, pk in zip(first, made, strict=True) if owners[a] != pk]
             if orphans:
                 Profile.objects.filter(pk__in=orphans).delete()
             for anon, pk in owners.items():
@@ -653,38 +696,64 @@ class ImportFailed(Exception):
 CSV_COLUMNS = ("user_id", "item_id", "event", "value", "timestamp")
 
 
-def _csv_message(row: dict, *, line: int, prefix: str) -> dict:
+def _csv_parse(
+    row: dict, *, index: int, line: int, prefix: str, limits: Limits, received_at: datetime
+) -> Message:
+    """One CSV row as a track message: the rules of ``message_parse`` without building a
+    Segment dict first (the importer's per-row cost)."""
+    message_id = _string(row.get("message_id") or None, "messageId") or f"{prefix}:{line}"
+    user_id, anonymous_id = _ids({"userId": row.get("user_id") or None,
+                                  "anonymousId": row.get("anonymous_id") or None})  # fmt: skip
+    if user_id is None and anonymous_id is None:
+        raise Rejected("userId or anonymousId is required.", "userId")
     properties: dict = {}
     if row.get("properties"):
         try:
             properties = json.loads(row["properties"])
         except ValueError:
             raise Rejected("properties is not valid JSON.", "properties") from None
+        except RecursionError:
+            raise Rejected("properties are nested too deeply.", "properties") from None
         if not isinstance(properties, dict):
             raise Rejected("properties must be a JSON object.", "properties")
     if row.get("item_id"):
-        properties[settings.TRACKING_ITEM_PROPERTIES[0]] = row["item_id"]
+        properties[limits.item_properties[0]] = row["item_id"]
     if row.get("value"):
         try:
             properties["value"] = float(row["value"])
         except ValueError:
             raise Rejected(f"value {row['value']!r} is not a number.", "value") from None
+    name = _string(row.get("event"), "event", required=True)
     timestamp: object = row.get("timestamp") or None
     if isinstance(timestamp, str) and timestamp.replace(".", "", 1).isdigit():
         timestamp = float(timestamp)
-    return {
-        "type": "track",
-        "event": row.get("event"),
-        "userId": row.get("user_id") or None,
-        "anonymousId": row.get("anonymous_id") or None,
-        "messageId": row.get("message_id") or f"{prefix}:{line}",
-        "timestamp": timestamp,
-        "properties": properties,
-    }
+    when, flags = event_time(
+        timestamp=parse_time(timestamp, "timestamp"), original=None, sent_at=None, received_at=received_at
+    )
+    if flags:
+        properties.update(flags)
+    item_ref, value, properties_json = _properties_finish(properties, limits)
+    return Message(
+        index=index, kind="track", message_id=message_id, user_id=user_id, anonymous_id=anonymous_id,
+        name=name, event_type=event_type_for(name, limits.name_map or None), properties=properties,
+        traits={}, timestamp=when, item_ref=item_ref, value=value, properties_json=properties_json,
+    )  # fmt: skip
 
 
 def _import_rows(path: Path, fmt: str, prefix: str):
-    """(line number, message or Rejected) for each data line of the file."""
+    """(line number, CSV row dict, Segment message or Rejected) for each data line. A file that
+    is not UTF-8 or not CSV at all stops the import with a clear error instead of a traceback."""
+    try:
+        yield from _import_rows_read(path, fmt, prefix)
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(
+            f"The file is not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8."
+        ) from None
+    except csv.Error as exc:
+        raise ImportFailed(f"Malformed CSV: {exc}.") from None
+
+
+def _import_rows_read(path: Path, fmt: str, prefix: str):
     with path.open(newline="", encoding="utf-8") as handle:
         if fmt == "csv":
             reader = csv.DictReader(handle)
@@ -692,10 +761,7 @@ def _import_rows(path: Path, fmt: str, prefix: str):
             if missing:
                 raise ImportFailed(f"Missing CSV columns: {', '.join(sorted(missing))}.")
             for row in reader:
-                try:
-                    yield reader.line_num, _csv_message(row, line=reader.line_num, prefix=prefix)
-                except Rejected as exc:
-                    yield reader.line_num, exc
+                yield reader.line_num, row
         else:
             for number, text in enumerate(handle, start=1):
                 if not text.strip():
@@ -704,6 +770,9 @@ def _import_rows(path: Path, fmt: str, prefix: str):
                     message = json.loads(text)
                 except ValueError as exc:
                     yield number, Rejected(f"Malformed JSON: {exc}")
+                    continue
+                except RecursionError:
+                    yield number, Rejected("Malformed JSON: nested too deeply.")
                     continue
                 if isinstance(message, dict):
                     message.setdefault("type", "track")
@@ -718,13 +787,17 @@ def events_import(
     fmt: str | None = None,
     strict: bool = False,
     restart: bool = False,
-    chunk_size: int = 5000,
+    chunk_size: int = 20_000,
     progress: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import a CSV (user_id,item_id,event,value,timestamp[,anonymous_id,properties]) or
     NDJSON (Segment messages) file in chunks. Each chunk commits with a checkpoint of its
     last line, so a rerun resumes after it; message ids default to "<file>:<line>", so
-    re-importing a line is a duplicate, not a second event."""
+    re-importing a line is a duplicate, not a second event.
+
+    Same rules as the API (validation, identity, items, de-duplication, interaction
+    strengths), with the bulk write path: events are COPYed on PostgreSQL and each chunk
+    commits asynchronously (see ``eventstore.commit_asynchronous``)."""
     path = Path(path).resolve()
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
     source, _ = Source.objects.get_or_create(name=source_name)
@@ -735,27 +808,45 @@ def events_import(
         checkpoint.save(update_fields=["line", "stored", "updated_at"])
     report = ImportReport(resumed_from=checkpoint.line)
     prefix = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    limits = limits_load()
     chunk: list[tuple[int, object]] = []
 
     def flush() -> None:
         if not chunk:
             return
+        received_at = timezone.now()
         lines = [n for n, _ in chunk]
-        bad = [(n, m) for n, m in chunk if isinstance(m, Rejected)]
-        good = [(n, m) for n, m in chunk if not isinstance(m, Rejected)]
+        bad: list[tuple[int, str]] = []
+        parsed: list[Message] = []
+        for index, (number, payload) in enumerate(chunk):
+            try:
+                if isinstance(payload, Rejected):
+                    raise payload
+                if fmt == "csv":
+                    message = _csv_parse(payload, index=index, line=number, prefix=prefix, limits=limits,
+                                         received_at=received_at)  # fmt: skip
+                else:
+                    message = message_parse(payload, index=index, kind=None, received_at=received_at,
+                                            limits=limits)  # fmt: skip
+            except Rejected as exc:
+                bad.append((number, str(exc)))
+                continue
+            parsed.append(message)
         if strict and bad:
             raise ImportFailed(f"line {bad[0][0]}: {bad[0][1]}")
+        result = IngestReport(results=[None] * len(chunk))
         with transaction.atomic():
-            result = events_ingest(source=source, messages=[m for _, m in good])
+            eventstore.commit_asynchronous()
+            messages_store(source=source, parsed=parsed, received_at=received_at, report=result, bulk=True)
             rejected = [
-                (good[r["index"]][0], r["error"]) for r in result.results if r["status"] == "rejected"
+                (lines[r["index"]], r["error"]) for r in result.results if r and r["status"] == "rejected"
             ]
             if strict and rejected:
                 raise ImportFailed(f"line {rejected[0][0]}: {rejected[0][1]}")
             ImportCheckpoint.objects.filter(pk=checkpoint.pk).update(
                 line=lines[-1], stored=F("stored") + result.stored, updated_at=timezone.now()
             )
-        report.errors.extend([(n, str(m)) for n, m in bad] + rejected)
+        report.errors.extend(sorted(bad + rejected))
         report.stored += result.stored
         report.duplicates += result.duplicates
         report.rejected += len(bad) + len(rejected)
@@ -764,11 +855,11 @@ def events_import(
         if progress:
             progress(report)
 
-    for number, message in _import_rows(path, fmt, prefix):
+    for number, payload in _import_rows(path, fmt, prefix):
         if number <= checkpoint.line:
             report.skipped += 1
             continue
-        chunk.append((number, message))
+        chunk.append((number, payload))
         if len(chunk) >= chunk_size:
             flush()
     flush()

@@ -41,4 +41,8 @@ urlpatterns += [
     path("segments/<int:pk>/edit/", views.segment_edit, name="segment_edit"),
     path("segments/<int:pk>/refresh/", views.segment_refresh, name="segment_refresh"),
     path("segments/<int:pk>/members.csv", views.segment_members_export, name="segment_members_export"),
+    path("segments/<int:pk>/webhooks/", views.segment_webhook_create, name="segment_webhook_create"),
+    path("segments/webhooks/<int:pk>/delete/", views.segment_webhook_delete, name="segment_webhook_delete"),
+    path("segments/discover/<int:pk>/", views.segment_discovery_detail, name="segment_discovery_detail"),
+    path("segments/discover/<int:pk>/save/", views.segment_discovery_save, name="segment_discovery_save"),
 ]

@@ -332,7 +332,20 @@ def _segment_builder_context() -> dict:
         "segments": list(Segment.objects.order_by("name").values("id", "name")),
         "trait_ops": list(segments.TRAIT_OPS),
         "rfm_groups": list(segments.RFM_GROUPS),
+        "engagement_metrics": list(segments.ENGAGEMENT_METRICS),
+        "experiments": _experiment_variants(),
     }
+
+
+def _experiment_variants() -> dict[str, list[str]]:
+    """Experiment key -> its variant keys, for the builder's "assigned to a variant" condition."""
+    from experiments.models import Variant
+
+    variants: dict[str, list[str]] = {}
+    rows = Variant.objects.order_by("experiment__key", "position").values_list("experiment__key", "key")
+    for experiment_key, variant_key in rows[:2000]:
+        variants.setdefault(experiment_key, []).append(variant_key)
+    return variants
 
 
 @permission_required("personalization.view_segment", raise_exception=True)
@@ -381,8 +394,8 @@ def _segment_form(request, *, segment):
         segment.save()
         upload = form.cleaned_data.get("upload")
         if segment.kind == Segment.Kind.STATIC and upload:
-            text = upload.read().decode("utf-8-sig", errors="replace")
-            report = segments.segment_upload(segment=segment, file=text)
+            # Decoded and checked by SegmentForm.clean_upload (a bad file is a form error).
+            report = segments.segment_upload(segment=segment, file=upload)
             unknown = report.unknown
             note = f" Unknown ids ({len(unknown)}): {', '.join(unknown[:20])}" if unknown else ""
             messages.success(request, f"{report.matched} profiles uploaded.{note}")
@@ -415,13 +428,19 @@ def segment_estimate(request):
 
 @permission_required("personalization.view_segment", raise_exception=True)
 def segment_detail(request, pk: int):
+    from .models import Segment
+
+    segment = get_object_or_404(Segment, pk=pk)
+    return render(request, "personalization/segment_detail.html", _segment_detail_context(segment))
+
+
+def _segment_detail_context(segment, **extra) -> dict:
     from django.db.models import Sum
     from django.db.models.functions import TruncDate
 
-    from . import segment_charts, segments
-    from .models import Segment, SegmentRefresh
+    from . import segment_charts, segments, webhooks
+    from .models import SegmentRefresh
 
-    segment = get_object_or_404(Segment, pk=pk)
     history = segments.segment_history(segment=segment)
     per_day = (
         segment.refreshes.filter(status=SegmentRefresh.Status.SUCCEEDED)
@@ -445,8 +464,56 @@ def segment_detail(request, pk: int):
         "refreshes": segment.refreshes.all()[:10],
         "running": segment.refreshes.filter(status=SegmentRefresh.Status.RUNNING).exists(),
         "usage": segments.segment_usage(segment=segment),
+        "affinity_chart": segment_charts.tag_affinity_profile(segments.segment_tag_affinity(segment=segment)),
+        "overlap_chart": segment_charts.overlap_with_segments(
+            segments.segment_overlap(segment=segment), size=segment.size
+        ),
+        "webhooks": segment.webhooks.all(),
+        "deliveries": webhooks.segment_deliveries(segment=segment),
+        **extra,
     }
+    return context
+
+
+@require_POST
+@permission_required("personalization.change_segment", raise_exception=True)
+def segment_webhook_create(request, pk: int):
+    """Add a webhook; the page answers with the secret, shown this once."""
+    from . import webhooks
+    from .models import Segment
+
+    segment = get_object_or_404(Segment, pk=pk)
+    try:
+        webhook, secret = webhooks.webhook_create(
+            segment=segment,
+            url=request.POST.get("url", ""),
+            on_enter="on_enter" in request.POST,
+            on_exit="on_exit" in request.POST,
+            created_by=request.user,
+        )
+    except webhooks.WebhookError as exc:
+        context = _segment_detail_context(
+            segment,
+            webhook_error=str(exc),
+            webhook_error_field=exc.field,
+            webhook_url=request.POST.get("url", ""),
+        )
+        return render(request, "personalization/segment_detail.html", context, status=400)
+    context = _segment_detail_context(segment, new_webhook=webhook, new_secret=secret)
     return render(request, "personalization/segment_detail.html", context)
+
+
+@require_POST
+@permission_required("personalization.change_segment", raise_exception=True)
+def segment_webhook_delete(request, pk: int):
+    from . import webhooks
+    from .models import SegmentWebhook
+
+    webhook = get_object_or_404(SegmentWebhook.objects.select_related("segment"), pk=pk)
+    segment = webhook.segment
+    webhooks.webhook_delete(webhook=webhook, deleted_by=request.user)
+    messages.success(request, "Webhook deleted.")
+    return redirect(segment)
 
 
 @require_POST
@@ -499,34 +566,52 @@ def segment_members_export(request, pk: int):
 
 @permission_required("personalization.add_segment", raise_exception=True)
 def segment_discover(request):
-    """Cluster the audience (on request: it takes seconds) and save a cluster as a segment.
-
-    Clustering is seeded, so re-running it with the chosen k on save finds the same clusters
-    while the data has not changed."""
-    from django.utils.text import slugify
-
+    """Start a clustering of the audience on the heavy queue (it takes a minute on the demo
+    data), and list the recent ones."""
     from . import segments
-    from .models import Segment
+    from .models import DiscoveryJob
 
-    source = request.POST if request.method == "POST" else request.GET
-    k = source.get("k", "").strip()
-    k = int(k) if k.isdigit() and 2 <= int(k) <= 20 else None
-    discovery = None
+    error = ""
+    k = request.POST.get("k", "").strip()
     if request.method == "POST":
-        discovery = segments.segment_discover(k=int(request.POST["chosen_k"]))
-        index = int(request.POST.get("cluster", -1))
-        cluster = next((c for c in discovery.clusters if c.index == index), None)
-        name = request.POST.get("name", "").strip() or (cluster.description if cluster else "")
-        key = slugify(name)[:90] or "cluster"
-        if Segment.objects.filter(key=key).exists():
-            key = f"{key}-{Segment.objects.count() + 1}"
-        if cluster is not None:
-            segment = segments.segment_save_cluster(
-                cluster=cluster, key=key, name=name, created_by=request.user
-            )
-            messages.success(request, f"Saved {segment.size} profiles as {segment.name}.")
-            return redirect(segment)
-        messages.error(request, "That cluster no longer exists; run the discovery again.")
-    elif "run" in request.GET:
-        discovery = segments.segment_discover(k=k)
-    return render(request, "personalization/segment_discover.html", {"discovery": discovery, "k": k or ""})
+        if k and not (k.isdigit() and 2 <= int(k) <= 20):
+            error = "k must be a whole number from 2 to 20, or empty to choose by silhouette."
+        else:
+            job = segments.discovery_job_create(k=int(k) if k else None, created_by=request.user)
+            messages.success(request, "Discovery queued; this page follows its progress.")
+            return redirect(job)
+    jobs = DiscoveryJob.objects.select_related("created_by")[:20]
+    context = {"jobs": jobs, "k": k, "error": error}
+    return render(request, "personalization/segment_discover.html", context, status=400 if error else 200)
+
+
+@permission_required("personalization.add_segment", raise_exception=True)
+def segment_discovery_detail(request, pk: int):
+    from . import segments
+    from .models import DiscoveryJob
+
+    job = get_object_or_404(DiscoveryJob, pk=pk)
+    context = {"job": job, "clusters": segments.discovery_job_clusters(job=job)}
+    return render(request, "personalization/segment_discovery.html", context)
+
+
+@require_POST
+@permission_required("personalization.add_segment", raise_exception=True)
+def segment_discovery_save(request, pk: int):
+    """Save one cluster of a finished discovery as a segment."""
+    from . import segments
+    from .models import DiscoveryJob
+
+    job = get_object_or_404(DiscoveryJob, pk=pk, status=DiscoveryJob.Status.SUCCEEDED)
+    index = request.POST.get("cluster", "")
+    try:
+        if not index.lstrip("-").isdigit():
+            raise segments.RuleError("cluster", "choose a cluster.")
+        segment = segments.discovery_job_save_cluster(
+            job=job, index=int(index), name=request.POST.get("name", ""), created_by=request.user
+        )
+    except segments.RuleError as exc:
+        context = {"job": job, "clusters": segments.discovery_job_clusters(job=job), "error": exc.message}
+        return render(request, "personalization/segment_discovery.html", context, status=400)
+    messages.success(request, f"Saved {segment.size} profiles as {segment.name}.")
+    return redirect(segment)

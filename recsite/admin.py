@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
-from .models import AuditEntry
+from .models import ApiToken, AuditEntry, ImpactDaily, ImpactRefresh, RecommendationImpression, UserPreference
 from .security import ThrottledAuthenticationForm
 from .services import audit_record
 
@@ -26,6 +26,54 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the product itself (figures, logs): visible to staff, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(_ReadOnlyAdmin):
+    # Keys are shown once at creation; revoke from the API tokens page so it is audited.
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RecommendationImpression)
+class RecommendationImpressionAdmin(_ReadOnlyAdmin):
+    list_display = ("recommendation_id", "served_at", "placement", "recommender", "item_id", "rank")
+    list_filter = ("placement", "recommender")
+    search_fields = ("recommendation_id",)
+    date_hierarchy = "served_at"
+
+
+@admin.register(ImpactDaily)
+class ImpactDailyAdmin(_ReadOnlyAdmin):
+    list_display = ("day", "placement", "recommender", "metric", "count")
+    list_filter = ("metric", "placement", "recommender")
+    date_hierarchy = "day"
+
+
+@admin.register(ImpactRefresh)
+class ImpactRefreshAdmin(_ReadOnlyAdmin):
+    list_display = ("started_at", "status", "day_from", "day_to", "rows", "finished_at")
+    list_filter = ("status",)
+
+
+@admin.register(UserPreference)
+class UserPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("user", "time_zone", "updated_at")
+    search_fields = ("user__username",)
 
 
 class _AuditedAdmin:

@@ -29,3 +29,128 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label or 'system'} {self.action} {self.target_label}"
+
+
+class ApiToken(models.Model):
+    """A secret that lets a script call the API as its user ("Authorization: Token KEY").
+
+    Only the SHA-256 of the key is stored (as for write keys): keys are 32 random bytes, so a
+    slow password hash would add nothing but latency to every API request. The clear key is
+    shown once, when the token is created.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What uses the token.")
+    prefix = models.CharField(max_length=12, help_text="The first characters, to recognise a token.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class UserPreference(models.Model):
+    """A signed-in user's own settings. Only the time zone for now (recsite.middleware)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True, help_text="IANA name; empty for the site's.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone or 'site time zone'}"
+
+
+# --- Business impact (recsite/impact.py, docs/impact.md) -------------------------------------
+
+
+class RecommendationImpression(models.Model):
+    """One result served by the recommendation API: what a click's ``recommendation_id`` points
+    back to. Plain ids rather than foreign keys: written on the serving path, read in bulk."""
+
+    recommendation_id = models.CharField(max_length=64, unique=True)
+    served_at = models.DateTimeField()
+    placement = models.CharField(max_length=100, blank=True, help_text="Empty when none was named.")
+    recommender = models.CharField(max_length=100)
+    item_id = models.BigIntegerField()
+    rank = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # Impressions per day (the refresh) and the deletion of old rows.
+            models.Index(fields=["served_at"], name="impression_served_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recommendation_id} ({self.placement or '-'} / {self.recommender})"
+
+
+class ImpactDaily(models.Model):
+    """One daily figure of the business-impact report, rebuilt by ``impact_refresh``.
+
+    ``metric`` is ``impressions``, ``clicks``, an engagement type (all such events of the day,
+    on rows with empty placement and recommender) or ``<type>:attributed`` (those that followed
+    a recommendation click of that placement and recommender). Days are UTC days.
+    """
+
+    day = models.DateField()
+    placement = models.CharField(max_length=100, blank=True)
+    recommender = models.CharField(max_length=100, blank=True)
+    metric = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day", "placement", "recommender", "metric"]
+        constraints = [
+            # Also the index of every read: a range of days (leading column).
+            models.UniqueConstraint(
+                fields=["day", "placement", "recommender", "metric"], name="impactdaily_unique_cell"
+            ),
+        ]
+        verbose_name_plural = "impact daily figures"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.placement or '-'} {self.recommender or '-'} {self.metric}={self.count}"
+
+
+class ImpactRefresh(models.Model):
+    """One recomputation of the daily impact figures: which days, how long, how it ended."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    day_from = models.DateField()
+    day_to = models.DateField()
+    rows = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            # Two refreshes never rewrite the same days at once.
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="impactrefresh_one_running"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"impact refresh {self.day_from}..{self.day_to} ({self.status})"

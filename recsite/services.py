@@ -56,7 +56,6 @@ def roles_sync() -> dict[str, int]:
                 content_type__app_label__in=(
                     *DOMAIN_APPS,
                     "auth",
-                    "authtoken",
                     "django_celery_beat",
                     "recsite",
                 )
@@ -162,10 +161,10 @@ def _first_line(text: str) -> str:
 
 def jobs_recent(*, user, limit: int = 50) -> list[Job]:
     """The latest long jobs the user may see (training, tag-suggestion training, imports,
-    segment refreshes, experiment analyses), newest first, with progress and errors."""
+    segment refreshes and discoveries, experiment analyses), newest first, with progress and errors."""
     from catalog.models import ImportJob, TagSuggestionModel
     from experiments.models import AnalysisSnapshot
-    from personalization.models import SegmentRefresh, TrainingRun
+    from personalization.models import DiscoveryJob, SegmentRefresh, TrainingRun
 
     jobs: list[Job] = []
     if user.has_perm("personalization.view_trainingrun"):
@@ -229,6 +228,21 @@ def jobs_recent(*, user, limit: int = 50) -> list[Job]:
                     refresh.started_at,
                     refresh.finished_at,
                     refresh.segment.get_absolute_url(),
+                )
+            )
+    if user.has_perm("personalization.add_segment"):
+        for job in DiscoveryJob.objects.order_by("-pk")[:limit]:
+            jobs.append(
+                Job(
+                    "Segment discovery",
+                    f"k {job.k or 'auto'} (#{job.pk})",
+                    job.status,
+                    job.progress,
+                    job.message,
+                    _first_line(job.error),
+                    job.started_at or job.created_at,
+                    job.finished_at,
+                    job.get_absolute_url(),
                 )
             )
     if user.has_perm("experiments.view_experiment"):

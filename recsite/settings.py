@@ -79,7 +79,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "treebeard",
@@ -100,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "recsite.middleware.LoginRequiredMiddleware",
+    "recsite.middleware.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -228,7 +228,8 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # API tokens stored hashed (recsite.tokens), "Authorization: Token KEY".
+        "recsite.tokens.HashedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["recsite.permissions.RoleModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -299,6 +300,7 @@ CELERY_TASK_ROUTES = {
     "personalization.tasks.events_import": {"queue": "heavy"},
     "catalog.tasks.suggestion_model_train": {"queue": "heavy"},
     "catalog.tasks.import_job_execute": {"queue": "heavy"},
+    "personalization.tasks.segment_discovery_execute": {"queue": "heavy"},
 }
 # The one place where the periodic schedule is declared.
 CELERY_BEAT_SCHEDULE = {
@@ -314,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "experiments.tasks.experiments_analyze_running",
         "schedule": crontab(minute=5),
     },
+    "bandits-update-running": {
+        "task": "experiments.tasks.bandits_update_running",
+        "schedule": crontab(minute="*/10"),
+    },
     "events-retention-apply": {
         "task": "personalization.tasks.events_retention_apply",
         "schedule": crontab(hour=3, minute=17),
@@ -322,14 +328,32 @@ CELERY_BEAT_SCHEDULE = {
         "task": "personalization.tasks.segments_refresh_due",
         "schedule": crontab(minute="*/5"),
     },
+    "segment-webhooks-retry-due": {
+        "task": "personalization.tasks.segment_webhooks_retry_due",
+        "schedule": crontab(minute="*/5"),
+    },
+    "impact-refresh": {
+        "task": "recsite.tasks.impact_refresh",
+        "schedule": crontab(minute="*/15"),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------
 # A running training run that has not reported progress for this long is marked failed.
 TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 3600)
+# The dashboard flags an active model without a retraining schedule as stale after this long.
+MODEL_STALE_AFTER_HOURS = env_int("MODEL_STALE_AFTER_HOURS", 168)
+# A run still queued after this long is sent to the broker again (its message was lost).
+TRAINING_REQUEUE_AFTER_SECONDS = env_int("TRAINING_REQUEUE_AFTER_SECONDS", 600)
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
 # Fitted models kept in memory per web process (least recently used are dropped).
 SERVING_MODELS_PER_PROCESS = env_int("SERVING_MODELS_PER_PROCESS", 8)
+# Serving caches (personalization/servecache.py): how stale the serving configuration and
+# API tokens may get per web process, how many precomputed lists a process keeps, and how
+# long the shared cache keeps each list (lists never change once a run stored them).
+SERVING_CACHE_SECONDS = env_int("SERVING_CACHE_SECONDS", 1)
+SERVING_LISTS_PER_PROCESS = env_int("SERVING_LISTS_PER_PROCESS", 20_000)
+SERVING_LIST_CACHE_SECONDS = env_int("SERVING_LIST_CACHE_SECONDS", 86_400)
 # The recommender used when a request names none.
 DEFAULT_RECOMMENDER = os.environ.get("DEFAULT_RECOMMENDER", "trending")
 # Experiments: CUPED uses each profile's behaviour in this many days before its first exposure.
@@ -344,6 +368,13 @@ EXPERIMENTS_SEGMENT_RESOLVER = os.environ.get(
 )
 # A segment refresh still "running" after this long is marked failed (its worker died).
 SEGMENTS_REFRESH_STALE_SECONDS = env_int("SEGMENTS_REFRESH_STALE_SECONDS", 3600)
+# Segment webhooks: profiles per payload, attempts before giving up, first retry delay (doubling
+# each time), request timeout, and whether URLs may resolve to private or loopback addresses.
+SEGMENT_WEBHOOK_BATCH = env_int("SEGMENT_WEBHOOK_BATCH", 1000)
+SEGMENT_WEBHOOK_MAX_ATTEMPTS = env_int("SEGMENT_WEBHOOK_MAX_ATTEMPTS", 6)
+SEGMENT_WEBHOOK_BACKOFF_SECONDS = env_int("SEGMENT_WEBHOOK_BACKOFF_SECONDS", 30)
+SEGMENT_WEBHOOK_TIMEOUT_SECONDS = env_int("SEGMENT_WEBHOOK_TIMEOUT_SECONDS", 10)
+SEGMENT_WEBHOOK_ALLOW_PRIVATE = env_bool("SEGMENT_WEBHOOK_ALLOW_PRIVATE", False)
 # PostgreSQL work_mem for the analysis transaction (e.g. "256MB"); empty keeps the server's.
 EXPERIMENTS_ANALYSIS_WORK_MEM = os.environ.get("EXPERIMENTS_ANALYSIS_WORK_MEM", "256MB")
 
@@ -398,6 +429,18 @@ CATALOG_SUGGESTIONS_PER_ITEM = env_int("CATALOG_SUGGESTIONS_PER_ITEM", 5)
 # threshold are applied on a worker (heavy queue) with a progress bar.
 CATALOG_IMPORT_MAX_BYTES = env_int("CATALOG_IMPORT_MAX_MB", 50) * 1024 * 1024
 CATALOG_IMPORT_INLINE_ROWS = env_int("CATALOG_IMPORT_INLINE_ROWS", 2000)
+
+# Business impact (docs/impact.md): an engagement event is attributed to a recommendation when
+# the same profile clicked a recommendation of the same item at most this many hours before.
+IMPACT_ATTRIBUTION_WINDOW_HOURS = env_int("IMPACT_ATTRIBUTION_WINDOW_HOURS", 24)
+# The engagement types whose share from recommendations is measured.
+IMPACT_ENGAGEMENT_TYPES = env_list("IMPACT_ENGAGEMENT_TYPES", ["play", "complete", "purchase", "add_to_cart"])
+# Record every served result (recommendation id, placement, recommender) as an impression.
+IMPACT_RECORD_IMPRESSIONS = env_bool("IMPACT_RECORD_IMPRESSIONS", True)
+# Impression rows older than this are deleted by the refresh (the daily figures are kept).
+IMPACT_IMPRESSION_RETENTION_DAYS = env_int("IMPACT_IMPRESSION_RETENTION_DAYS", 90)
+# The first refresh computes this many days back; later ones recompute recent days only.
+IMPACT_BACKFILL_DAYS = env_int("IMPACT_BACKFILL_DAYS", 90)
 
 LOGGING = {
     "version": 1,

@@ -2,16 +2,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.settings import api_settings
 
-from . import views
+from . import api, token_views, views
 from .security import ThrottledAuthenticationForm
 
 api_v1 = [
     path("", include("catalog.api_urls")),
     path("", include("personalization.api_urls")),
     path("", include("experiments.api_urls")),
+    path("impact", api.Impact.as_view(), name="api_impact"),
 ]
 
 urlpatterns = [
@@ -19,6 +18,11 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("jobs/", views.jobs, name="jobs"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("impact/", views.impact_page, name="impact"),
+    path("account/", views.account_settings, name="account_settings"),
+    path("help/", views.help_page, name="help"),
+    path("tokens/", token_views.api_tokens, name="api_tokens"),
+    path("tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api_token_revoke"),
     path(
         "login/",
         auth_views.LoginView.as_view(
@@ -32,13 +36,8 @@ urlpatterns = [
     path("experiments/", include("experiments.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    # DRF's token view turns throttling off; keep the API rates so it cannot be used to guess
-    # passwords faster than the (throttled) login form.
-    path(
-        "api/token/",
-        ObtainAuthToken.as_view(throttle_classes=api_settings.DEFAULT_THROTTLE_CLASSES),
-        name="api_token",
-    ),
+    # A new hashed token for a user name and password (recsite.tokens; throttled like the API).
+    path("api/token/", token_views.ObtainToken.as_view(), name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
 ]

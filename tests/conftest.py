@@ -16,6 +16,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Serving reloads its configuration on every request, so that a test may edit and serve
+    # at once; tests/personalization/test_servecache.py covers the cached behaviour.
+    settings.SERVING_CACHE_SECONDS = 0
     # Unit tests run tasks inline; integration tests switch this off to use a real worker.
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
@@ -70,8 +73,9 @@ def _fresh_cache():
     """Each test starts with an empty cache (ids restart in a new test database)."""
     from django.core.cache import cache
 
-    from personalization import serving
+    from personalization import servecache, serving
 
     cache.clear()
     serving._LOADED.clear()  # run ids restart in each test's database
+    servecache.serving_cache_clear()
     yield

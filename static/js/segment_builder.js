@@ -26,31 +26,47 @@
     field: { label: "trait", type: "text" },
     trait_op: { key: "op", label: "operator", type: "select", options: data.trait_ops },
     value: { label: "value", type: "text" },
-    metric: { label: "metric", type: "select", options: ["completion_rate", "active_days"] },
+    old_days: { label: "did it between (days ago)", type: "number" },
+    gap_days: { label: "and (days ago), then not until", type: "number" },
+    again_days: { key: "recent_days", label: "again in the last (days)", type: "number" },
+    metric: { label: "metric", type: "select", options: data.engagement_metrics },
+    watch_property: { key: "property", label: "watch-time property (seconds)", type: "text",
+      when: function (c) { return c.metric === "watch_time"; } },
     cmp: { key: "op", label: "compare", type: "select", options: ["gte", "lte"] },
     number_value: { key: "value", label: "value", type: "number" },
-    group: { label: "RFM group", type: "select", options: data.rfm_groups },
+    group: { label: "RFM group", type: "select", options: [""].concat(data.rfm_groups) },
+    score: { label: "or score", type: "select", options: ["", "recency", "frequency", "monetary"] },
+    min: { label: "from (1-5)", type: "number", when: function (c) { return !!c.score; } },
+    max: { label: "to (1-5)", type: "number", when: function (c) { return !!c.score; } },
+    experiment: { label: "experiment", type: "select", options: [""].concat(Object.keys(data.experiments)) },
+    variant: { label: "variant", type: "variant" },
+    exposed: { label: "exposed only", type: "checkbox" },
+    properties: { label: "where property", type: "property" },
     signal: { label: "signal", type: "select", options: ["abandon", "cart_abandon"] },
     segment: { label: "segment", type: "segment" },
     tag: { label: "tag", type: "select", options: tags },
     sentiment: { label: "sentiment", type: "select", options: ["like", "dislike"] }
   };
   var KINDS = {
-    performed: { fields: ["event", "name", "item_tag", "count_op", "count", "last_days"],
+    performed: { fields: ["event", "name", "item_tag", "properties", "count_op", "count", "last_days"],
       defaults: { event: "play", count_op: "at_least", count: 1, last_days: 30 } },
     not_performed: { fields: ["event", "name", "item_tag", "last_days"], defaults: { event: "play", last_days: 7 } },
     first_time_within: { fields: ["event", "name", "last_days"], defaults: { event: "purchase", last_days: 7 } },
     stopped: { fields: ["event", "name", "long_days", "recent_days"],
       defaults: { event: "play", long_days: 90, recent_days: 14 } },
+    restarted: { fields: ["event", "name", "item_tag", "old_days", "gap_days", "again_days"],
+      defaults: { event: "play", old_days: 90, gap_days: 30, recent_days: 7 } },
     sequence: { fields: ["event", "then_event", "within_hours"],
       defaults: { event: "add_to_cart", then_event: "purchase", within_hours: 24 } },
     trait: { fields: ["field", "trait_op", "value"], defaults: { field: "plan", op: "eq", value: "" } },
-    engagement: { fields: ["metric", "cmp", "number_value", "last_days"],
+    engagement: { fields: ["metric", "cmp", "number_value", "watch_property", "last_days"],
       defaults: { metric: "completion_rate", op: "gte", value: 0.5, last_days: 30 } },
-    rfm: { fields: ["group"], defaults: { group: "champions" } },
+    rfm: { fields: ["group", "score", "min", "max"], defaults: { group: "champions" } },
     frustration: { fields: ["signal", "count", "last_days", "within_hours"],
       defaults: { signal: "abandon", count: 1, last_days: 30 } },
     member_of: { fields: ["segment"], defaults: { segment: data.segments.length ? data.segments[0].id : null } },
+    experiment_variant: { fields: ["experiment", "variant", "exposed"],
+      defaults: { experiment: Object.keys(data.experiments)[0] || "" } },
     declared_preference: { fields: ["tag", "sentiment"], defaults: { tag: data.tags[0] || "", sentiment: "like" } }
   };
 
@@ -75,10 +91,46 @@
     return op === "eq" || op === "neq" ? numeric(raw) : raw;
   }
 
+  function propertyInput(cond, label) {
+    // One property filter in the builder; the JSON rule takes a list.
+    var prop = (cond.properties && cond.properties[0]) || { property: "", op: "eq", value: "" };
+    var name = el("input", { type: "text", "aria-label": label + " property name", placeholder: "property", size: "10" });
+    name.value = prop.property || "";
+    var op = el("select", { "aria-label": label + " property operator" });
+    data.trait_ops.forEach(function (o) { op.appendChild(el("option", { value: o, text: o.replace(/_/g, " ") })); });
+    op.value = prop.op || "eq";
+    var value = el("input", { type: "text", "aria-label": label + " property value", placeholder: "value", size: "10" });
+    value.value = prop.value === undefined ? "" : (Array.isArray(prop.value) ? prop.value.join(",") : prop.value);
+    function update() {
+      if (!name.value.trim()) { delete cond.properties; changed(false); return; }
+      var next = { property: name.value.trim(), op: op.value };
+      var v = traitValue(op.value, value.value);
+      if (v !== undefined) { next.value = v; }
+      cond.properties = [next];
+      changed(false);
+    }
+    [name, value].forEach(function (i) { i.addEventListener("input", update); });
+    op.addEventListener("change", update);
+    return el("label", { class: "rb-field" }, [el("span", { text: F.properties.label }), name, op, value]);
+  }
+
   function fieldInput(cond, name, label) {
     var spec = F[name];
     var key = spec.key || name;
     var input;
+    if (spec.type === "property") { return propertyInput(cond, label); }
+    if (spec.type === "checkbox") {
+      input = el("input", { type: "checkbox", "aria-label": label + " " + spec.label });
+      input.checked = !!cond[key];
+      input.addEventListener("change", function () {
+        if (input.checked) { cond[key] = true; } else { delete cond[key]; }
+        changed(false);
+      });
+      return el("label", { class: "rb-field" }, [input, el("span", { text: " " + spec.label })]);
+    }
+    if (spec.type === "variant") {
+      spec = { label: spec.label, type: "select", options: [""].concat(data.experiments[cond.experiment] || []) };
+    }
     if (spec.type === "select" || spec.type === "segment") {
       input = el("select", { "aria-label": label + " " + spec.label });
       var options = spec.type === "segment"
@@ -95,10 +147,14 @@
       if (spec.type === "number" || spec.type === "segment") { v = v === "" ? undefined : Number(v); }
       else if (name === "value") { v = traitValue(cond.op, v); }
       else if (v === "") { v = undefined; }
+      if (name === "experiment") { delete cond.variant; }
+      if (name === "metric" && v !== "watch_time") { delete cond.property; }
+      if (name === "group" && v) { delete cond.score; delete cond.min; delete cond.max; }
+      if (name === "score" && v) { delete cond.group; }
       if (name === "event" && v) { delete cond.name; }
       if (name === "name" && v) { delete cond.event; }
       if (v === undefined) { delete cond[key]; } else { cond[key] = v; }
-      changed(name === "event" || name === "name" || name === "trait_op");
+      changed(["event", "name", "trait_op", "experiment", "group", "score", "metric"].indexOf(name) >= 0);
     });
     return el("label", { class: "rb-field" }, [el("span", { text: spec.label }), input]);
   }
@@ -113,7 +169,10 @@
       changed(true);
     });
     row.appendChild(kind);
-    (KINDS[cond.kind] || { fields: [] }).fields.forEach(function (name) { row.appendChild(fieldInput(cond, name, label)); });
+    (KINDS[cond.kind] || { fields: [] }).fields.forEach(function (name) {
+      if (F[name].when && !F[name].when(cond)) { return; }
+      row.appendChild(fieldInput(cond, name, label));
+    });
     var remove = el("button", { type: "button", class: "btn small", text: "Remove", "aria-label": "Remove " + label });
     remove.addEventListener("click", function () { parent.conditions.splice(index, 1); changed(true); });
     row.appendChild(remove);

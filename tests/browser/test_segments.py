@@ -51,3 +51,44 @@ def test_a_marketer_builds_a_segment_and_sees_the_live_size_estimate(login, audi
         "kind": "trait", "field": "plan", "op": "eq", "value": "gold",
     }  # fmt: skip
     expect(page.locator("#segment-size")).to_have_text(str(segment.size))
+
+
+def test_the_builder_offers_restarted_watch_time_and_experiment_variant(login, transactional_db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from experiments.models import Assignment, Experiment, Variant
+
+    source = Source.objects.create(name="web")
+    now = timezone.now()
+    people = [Profile.objects.create(external_id=f"r{n}") for n in range(3)]
+    for n, (person, days) in enumerate([(people[0], 60), (people[0], 2), (people[1], 2)]):
+        Event.objects.create(
+            source=source, message_id=f"r{n}", name="play", type="play", profile=person,
+            properties={"watch_seconds": 1800}, timestamp=now - timedelta(days=days), received_at=now,
+        )  # fmt: skip
+    experiment = Experiment.objects.create(key="new-home", name="New home")
+    variant = Variant.objects.create(experiment=experiment, key="b", name="B", position=1)
+    Assignment.objects.create(experiment=experiment, profile=people[2], variant=variant, assigned_at=now)
+
+    page = login("marketer")
+    page.goto("/segments/new/")
+    page.get_by_role("button", name="Add condition").click()
+    page.get_by_label("Condition 1 kind").select_option("restarted")
+    # Played 30-90 days ago, not 7-30 days ago, and again in the last 7 days: only r0.
+    expect(page.locator("#segment-estimate")).to_have_text("1")
+    page.get_by_label("Condition 1 kind").select_option("engagement")
+    page.get_by_label("Condition 1 metric").select_option("watch_time")
+    page.get_by_label("Condition 1 value").fill("60")  # minutes: r0 watched 60 in the last 30 days
+    expect(page.locator("#segment-estimate")).to_have_text("1")
+    page.get_by_label("Condition 1 value").fill("30")
+    expect(page.locator("#segment-estimate")).to_have_text("2")
+    page.get_by_label("Condition 1 kind").select_option("experiment_variant")
+    page.get_by_label("Condition 1 variant").select_option("b")
+    expect(page.locator("#segment-estimate")).to_have_text("1")
+    page.get_by_label("Condition 1 kind").select_option("performed")
+    page.get_by_label("Condition 1 property name").fill("watch_seconds")
+    page.get_by_label("Condition 1 property operator").select_option("gt")
+    page.get_by_label("Condition 1 property value").fill("1000")
+    expect(page.locator("#segment-estimate")).to_have_text("2")

@@ -173,3 +173,38 @@ def test_the_conjugate_gradient_ridge_ranks_like_scikit_learns_exact_ridge():
     ours = ml.ridge_fit(features, targets, alpha=1.0, iterations=200)
     exact = Ridge(alpha=1.0, fit_intercept=False, solver="cholesky").fit(features.toarray(), targets).coef_.T
     assert np.allclose(ours, exact, atol=1e-3)
+
+
+def test_a_warm_started_ridge_reaches_the_exact_solution_too():
+    import scipy.sparse as sp
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(2)
+    features = sp.random(300, 40, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    targets = (rng.random((300, 5)) < 0.3).astype(np.float32)
+    exact = Ridge(alpha=1.0, fit_intercept=False, solver="cholesky").fit(features.toarray(), targets).coef_.T
+    start = exact + rng.normal(0, 0.5, exact.shape).astype(np.float32)
+    ours = ml.ridge_fit(features, targets, alpha=1.0, iterations=200, initial=start)
+    assert np.allclose(ours, exact, atol=1e-3)
+    assert not np.allclose(start, exact, atol=1e-3)
+
+
+def test_training_evaluates_like_holdout_evaluate_and_suggests_only_tags_not_carried():
+    texts, labels = synthetic(400)
+    tags = np.array(sorted(WORDS))
+    rejected = [[] for _ in texts]
+    rejected[0] = [t for t in WORDS if t not in labels[0]][:1]
+    training = ml.train(texts, labels, rejected, tags, k=3)
+    assert training.metrics == ml.holdout_evaluate(texts, labels, rejected, tags)
+    assert set(training.seconds) == {"vectorize", "evaluate", "final fit", "suggest"}
+    assert len(training.suggestions) == len(texts)
+    for carried, proposals in zip(labels, training.suggestions, strict=True):
+        assert not set(carried) & {tag for tag, _ in proposals}
+    # The final model ranks a text made of one tag's words first for that tag.
+    [(tag, _), *_] = ml.suggest(training.model, ["ghost haunted scream curse"], k=3)[0]
+    assert tag == 12
+
+
+def test_duplicate_labels_count_once_and_a_carried_tag_is_never_a_negative():
+    targets = ml.label_matrix([[10, 10, 11], []], [[11, 12], [12, 12]], np.array([10, 11, 12]))
+    assert targets.toarray().tolist() == [[1, 1, -1], [0, 0, -1]]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from experiments import services
+from experiments import services, stats
 from experiments.models import Assignment
 from personalization.models import Event, Profile, Source
 from tests.experiments import builders
@@ -102,3 +102,55 @@ def test_uneven_weights_are_respected_by_the_assignment():
     exposed = [v["exposed"] for v in results["variants"]]
     assert abs(exposed[0] / sum(exposed) - 0.8) < 0.03
     assert not results["srm"]["alert"]
+
+
+# --- Many repetitions on the statistics engine alone (the same entry point the analysis uses) ---
+
+
+def _summary(c: np.ndarray, t: np.ndarray, c_pre: np.ndarray, t_pre: np.ndarray) -> dict:
+    def cell(key, x, y):
+        return {
+            "key": key, "n": len(x), "sum": float(x.sum()), "sum_sq": float((x * x).sum()),
+            "sum_y": float(y.sum()), "sum_y_sq": float((y * y).sum()), "sum_xy": float((x * y).sum()),
+        }  # fmt: skip
+
+    return {
+        "metrics": [
+            {
+                "key": "m",
+                "kind": "mean",
+                "cuped": True,
+                "variants": [cell("c", c, c_pre), cell("t", t, t_pre)],
+            }
+        ]
+    }
+
+
+def test_cuped_analyses_of_hundreds_of_aa_runs_reject_about_alpha_and_cover_a_planted_lift():
+    """400 A/A and 400 A/B runs with a pre-exposure covariate (correlation ~0.7), through summary_analyze."""
+    rng = np.random.default_rng(11)
+    reps, n, lift = 400, 300, 0.1
+    rejected = covered = 0
+    for _ in range(reps):
+        pre = rng.gamma(2.0, 1.0, (2, n))
+        noise = rng.gamma(2.0, 0.5, (2, n))
+        post = pre + noise  # A/A: the same distribution in both arms
+        cell = stats.summary_analyze(_summary(post[0], post[1], pre[0], pre[1]))["metrics"][0]["variants"][1]
+        rejected += cell["frequentist"]["p_value"] < 0.05
+        treated = post[1] * (1 + lift)
+        cell = stats.summary_analyze(_summary(post[0], treated, pre[0], pre[1]))["metrics"][0]["variants"][1]
+        covered += cell["frequentist"]["ci_low"] <= lift <= cell["frequentist"]["ci_high"]
+    assert abs(rejected / reps - 0.05) <= binomial_tolerance(0.05, reps)
+    assert abs(covered / reps - 0.95) <= binomial_tolerance(0.95, reps)
+
+
+def test_the_srm_alert_fires_about_once_in_a_thousand_clean_runs_and_almost_always_on_a_planted_loss():
+    rng = np.random.default_rng(13)
+    reps, n = 3000, 20_000
+    clean = rng.binomial(n, 0.5, reps)
+    alerts = sum(stats.srm_check([int(k), n - int(k)], [0.5, 0.5]).alert for k in clean)
+    assert alerts / reps <= 0.001 + binomial_tolerance(0.001, reps)
+    # A logging bug drops 10% of the treatment's exposures.
+    lossy = [(int(k), int(rng.binomial(n - int(k), 0.90))) for k in clean[:300]]
+    detected = sum(stats.srm_check(list(pair), [0.5, 0.5]).alert for pair in lossy)
+    assert detected / 300 >= 0.95

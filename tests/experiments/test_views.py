@@ -170,3 +170,33 @@ def test_the_edit_form_shows_payloads_as_json_so_a_plain_resubmit_changes_nothin
     assert client.post(f"/experiments/{exp.key}/edit/", data).status_code == 302
     exp.refresh_from_db()
     assert (exp.name, exp.phase) == ("Renamed", 1)
+
+
+def test_the_second_of_two_marketers_saving_the_same_experiment_gets_a_clear_message(client_as):
+    exp = builders.experiment(start=True)
+    client = client_as("marketer")
+    page = client.get(f"/experiments/{exp.key}/edit/")
+    seen = page.context["form"].initial["version"]
+    assert f'name="version" value="{seen}"' in page.content.decode()
+    formset = page.context["formset"]
+
+    def posted(name):
+        data = form_data(Metric.objects.get(), key=exp.key, name=name, version=seen)
+        for i, v in enumerate(exp.variants.all()):
+            data.update(
+                {
+                    f"variants-{i}-key": v.key,
+                    f"variants-{i}-name": v.name,
+                    f"variants-{i}-weight": v.weight,
+                    f"variants-{i}-payload": formset.forms[i].initial["payload"],
+                }
+            )
+        return data
+
+    # Both opened the form at the same version; the first save wins, the second is told.
+    assert client.post(f"/experiments/{exp.key}/edit/", posted("Ann's name")).status_code == 302
+    response = client.post(f"/experiments/{exp.key}/edit/", posted("Bob's name"))
+    assert response.status_code == 200
+    assert "changed this experiment after you opened it" in response.content.decode()
+    exp.refresh_from_db()
+    assert (exp.name, exp.version) == ("Ann's name", seen + 1)

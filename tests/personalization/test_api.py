@@ -1,5 +1,4 @@
 import pytest
-from rest_framework.authtoken.models import Token
 
 from personalization import services
 from personalization.models import TrainingRun
@@ -69,8 +68,10 @@ def test_the_api_answers_401_in_json_without_credentials_and_403_without_the_rol
 
 
 def test_a_token_authenticates_scripts(client, personas, trained):
-    token = Token.objects.create(user=personas["marketer"])
-    response = client.get("/api/v1/recommendations", HTTP_AUTHORIZATION=f"Token {token.key}")
+    from recsite.tokens import token_create
+
+    _, key = token_create(user=personas["marketer"], name="tests")
+    response = client.get("/api/v1/recommendations", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200
 
 

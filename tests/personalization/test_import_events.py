@@ -52,9 +52,57 @@ def test_a_rerun_resumes_after_the_checkpoint_and_a_restart_finds_only_duplicate
     tracking.events_import(path=path, chunk_size=2)
     again = tracking.events_import(path=path)
     assert (again.stored, again.skipped, again.resumed_from) == (0, 7, 8)
+    strengths = sorted(Interaction.objects.values_list("profile_id", "item_id", "strength", "count"))
+    # Every line again: the bulk COPY meets existing message ids, falls back to the
+    # insert that skips them, and nothing counts twice.
     restarted = tracking.events_import(path=path, restart=True)
     assert (restarted.stored, restarted.duplicates) == (0, 4)
     assert Event.objects.count() == 4
+    assert sorted(Interaction.objects.values_list("profile_id", "item_id", "strength", "count")) == strengths
+
+
+def test_a_chunk_mixing_new_and_already_imported_lines_stores_only_the_new(catalog, tmp_path):
+    path = tmp_path / "events.csv"
+    lines = CSV.splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n")
+    tracking.events_import(path=path)
+    path.write_text(CSV)
+    report = tracking.events_import(path=path, restart=True)
+    assert (report.stored, report.duplicates, report.rejected) == (2, 2, 3)
+    assert Event.objects.count() == 4
+    assert Interaction.objects.get(profile__external_id="u1", item__external_id="m1").count == 1
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"user_id": "u1", "item_id": "m1", "event": "Video Playback Completed", "value": "",
+         "timestamp": "2026-11-01T10:00:00Z"},
+        {"user_id": "", "anonymous_id": "dev-1", "item_id": "", "event": "rate", "value": "4",
+         "timestamp": "1761991200.5", "properties": '{"product_id": "m2", "device": "tv"}'},
+        {"user_id": "u2", "item_id": "m2", "event": "Something Else", "value": "",
+         "timestamp": "2099-01-01T00:00:00", "message_id": "own-id"},
+    ],
+)  # fmt: skip
+def test_the_csv_fast_path_parses_a_row_as_the_api_parses_the_same_message(row):
+    """The importer skips building Segment dicts; it must not differ from the API's rules."""
+    received_at = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    limits = tracking.limits_load()
+    fast = tracking._csv_parse(dict(row), index=0, line=2, prefix="f", limits=limits, received_at=received_at)
+    properties = json.loads(row.get("properties") or "{}")
+    if row["item_id"]:
+        properties["item_id"] = row["item_id"]
+    if row["value"]:
+        properties["value"] = float(row["value"])
+    timestamp = row["timestamp"]
+    message = {
+        "type": "track", "event": row["event"], "userId": row["user_id"] or None,
+        "anonymousId": row.get("anonymous_id") or None, "messageId": row.get("message_id") or "f:2",
+        "properties": properties,
+        "timestamp": float(timestamp) if timestamp[0].isdigit() and ":" not in timestamp else timestamp,
+    }  # fmt: skip
+    slow = tracking.message_parse(message, index=0, kind=None, received_at=received_at, limits=limits)
+    assert fast == slow
 
 
 def test_a_strict_import_stops_at_the_first_bad_row_keeping_earlier_chunks(catalog, tmp_path):

@@ -52,6 +52,20 @@ def test_decayed_deltas_match_a_brute_force_sum(settings):
     assert (delta.count, delta.last_at) == (3, last)
 
 
+def test_decayed_strengths_added_batch_by_batch_equal_one_batch(db, settings):
+    settings.INTERACTION_HALF_LIFE_DAYS = 10.0
+    item, person = factories.items(1)[0], factories.profiles(1)[0]
+    Interaction.objects.all().delete()
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(person.pk, item.pk, 3.0, t0 + timedelta(days=d)) for d in (5, 0, 20)]
+    for row in rows:  # the first creates the pair, the others update it
+        interactions.interactions_add(deltas=interactions.deltas_collect([row]))
+    whole = interactions.deltas_collect(rows)[(person.pk, item.pk)]
+    pair = Interaction.objects.get()
+    assert pair.strength == pytest.approx(whole.strength)
+    assert (pair.count, pair.last_at) == (3, whole.last_at)
+
+
 def test_a_rebuild_gives_the_same_table_as_incremental_maintenance(db):
     items = factories.items(3)
     people = factories.profiles(2)

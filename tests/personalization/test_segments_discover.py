@@ -9,7 +9,8 @@ from django.utils import timezone
 from catalog import services as catalog_services
 from catalog.models import Item, ItemTag, Tag
 from personalization import segments
-from personalization.models import Interaction, Profile, Segment, SegmentMembership
+from personalization.models import DiscoveryJob, Interaction, Profile, Segment, SegmentMembership
+from recsite.models import AuditEntry
 
 
 def test_cluster_profiles_picks_the_k_with_the_best_silhouette():
@@ -53,10 +54,69 @@ def test_anime_fans_and_drama_fans_are_found_and_one_cluster_is_saved_as_a_segme
     assert SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True).count() == 12
 
 
-def test_the_discovery_page_runs_and_saves_a_cluster(client_as, two_tastes):
+def test_discovery_runs_on_the_heavy_queue_with_progress_and_a_cluster_is_saved(
+    client_as, two_tastes, django_capture_on_commit_callbacks, settings
+):
+    assert settings.CELERY_TASK_ROUTES["personalization.tasks.segment_discovery_execute"] == {
+        "queue": "heavy"
+    }
     client = client_as("marketer")
-    page = client.get("/segments/discover/?run=1").content.decode()
-    assert "Anime fans" in page and "Save as segment" in page
-    response = client.post("/segments/discover/", {"chosen_k": 2, "cluster": 0, "name": "Anime lovers"})
+    assert client.post("/segments/discover/", {"k": "99"}).status_code == 400
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/segments/discover/", {"k": ""})  # the worker runs it (eager in tests)
+    job = DiscoveryJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert (job.status, job.progress, job.result["k"]) == ("succeeded", 100, 2)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert "Anime fans" in page and "Save as segment" in page and "http-equiv" not in page
+    jobs_page = client.get("/jobs/").content.decode()
+    assert "Segment discovery" in jobs_page
+    anime = next(c for c in job.result["clusters"] if c["description"].startswith("Anime"))
+    save = f"/segments/discover/{job.pk}/save/"
+    assert client.post(save, {"cluster": "x"}).status_code == 400
+    assert client.post(save, {"cluster": "7"}).status_code == 400
+    response = client.post(save, {"cluster": anime["index"], "name": "Anime lovers"})
     segment = Segment.objects.get(key="anime-lovers")
-    assert response.status_code == 302 and segment.size in (8, 12)
+    assert response.status_code == 302 and segment.size == 12
+    assert AuditEntry.objects.filter(action="segment.save_cluster").exists()
+    # Saving the same name again gets a new key, not an error.
+    client.post(save, {"cluster": anime["index"], "name": "Anime lovers"})
+    assert Segment.objects.filter(key="anime-lovers-2").exists()
+    assert client_as("analyst").post(save, {"cluster": anime["index"]}).status_code == 403
+
+
+def test_a_running_job_reports_progress_and_a_queued_one_runs_once(two_tastes):
+    job = DiscoveryJob.objects.create(k=2)
+    seen = []
+    original = segments.segment_discover
+
+    def spy(**kwargs):
+        def progress(percent, message):
+            kwargs_progress(percent, message)
+            seen.append(DiscoveryJob.objects.get(pk=job.pk).progress)
+
+        kwargs_progress = kwargs.pop("progress")
+        return original(progress=progress, **kwargs)
+
+    segments.segment_discover = spy
+    try:
+        done = segments.discovery_job_execute(job_id=job.pk)
+    finally:
+        segments.segment_discover = original
+    assert done.status == "succeeded" and seen == sorted(seen) and 0 < seen[0] < 100
+    finished_at = done.finished_at
+    # A redelivered message finds the job finished and leaves it alone.
+    assert segments.discovery_job_execute(job_id=job.pk).finished_at == finished_at
+
+
+def test_a_failed_job_keeps_its_error(two_tastes, monkeypatch):
+    job = DiscoveryJob.objects.create(k=2)
+
+    def boom(**kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(segments, "segment_discover", boom)
+    with pytest.raises(RuntimeError):
+        segments.discovery_job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", "out of memory")

@@ -83,7 +83,7 @@ def test_consumption_after_training_is_excluded_at_once(clusters):
     before = serving.recommendations_get(user_id=users[0].external_id, k=1, recommender_name="ease").results[
         0
     ]
-    factories.events([(users[0], before.item, "complete")])
+    factories.events([(users[0], Item.objects.get(pk=before.item.pk), "complete")])
     after = serving.recommendations_get(user_id=users[0].external_id, k=3, recommender_name="ease").results
     assert before.item.pk not in [r.item.pk for r in after]
 

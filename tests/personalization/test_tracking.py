@@ -249,3 +249,62 @@ def test_a_database_failure_answers_503_json_and_stores_nothing(send, monkeypatc
     assert response.status_code == 503
     assert "retry" in response.json()["error"]
     assert not Event.objects.exists()
+
+
+def test_a_replay_that_loses_the_race_after_the_duplicate_check_counts_once(send, monkeypatch):
+    """The duplicate check reads before the insert; a concurrent request can commit the same
+    message ids in between. Simulated here by a check that sees nothing."""
+    Item.objects.create(external_id="m1", title="Night Harbour")
+    body = {"batch": [track("r1", properties={"item_id": "m1"}), track("r2", properties={"item_id": "m1"})]}
+    assert send("batch", body).json()["stored"] == 2
+    monkeypatch.setattr(tracking.eventstore, "existing_message_ids", lambda source_id, ids: set())
+    replay = send("batch", {"batch": [*body["batch"], track("r3", properties={"item_id": "m1"})]}).json()
+    assert [r["status"] for r in replay["results"]] == ["duplicate", "duplicate", "stored"]
+    assert (replay["stored"], replay["duplicates"]) == (1, 2)
+    assert Event.objects.count() == 3
+    pair = Interaction.objects.get()
+    assert (pair.strength, pair.count) == (3.0, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_on_postgresql_store_and_count_each_event_once(key, monkeypatch):
+    """Two requests carrying the same batch pass the duplicate check together (a barrier
+    holds both there), then race on the insert: one stores, the other reports duplicates."""
+    import threading
+
+    from django.db import connection, connections
+    from django.test import Client
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (SQLite serialises write transactions)")
+    Item.objects.create(external_id="m1", title="Night Harbour")
+    Profile.objects.create(external_id="u1")
+    check = tracking.eventstore.existing_message_ids
+    barrier = threading.Barrier(2, timeout=20)
+
+    def check_together(source_id, ids):
+        found = check(source_id, ids)
+        barrier.wait()
+        return found
+
+    monkeypatch.setattr(tracking.eventstore, "existing_message_ids", check_together)
+    body = json.dumps({"batch": [track(f"c{n}", properties={"item_id": "m1"}) for n in range(20)]})
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    answers: list = []
+
+    def post():
+        try:
+            answers.append(Client().post("/api/v1/batch", data=body, content_type="application/json",
+                                         HTTP_AUTHORIZATION=auth).json())  # fmt: skip
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted((a["stored"], a["duplicates"]) for a in answers) == [(0, 20), (20, 0)]
+    assert Event.objects.count() == 20
+    pair = Interaction.objects.get()
+    assert (pair.strength, pair.count) == (20.0, 20)

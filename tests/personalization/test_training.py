@@ -106,3 +106,25 @@ def test_scheduled_recommenders_are_retrained_when_due_only(history):
     assert not manual.runs.exists()
     # The run just requested makes it not due any more.
     assert services.recommenders_retrain_due() == []
+
+
+@pytest.mark.parametrize("algorithm", ["popularity", "item_knn"])
+def test_metrics_undefined_on_a_tiny_history_are_stored_as_null_not_nan(history, monkeypatch, algorithm):
+    # On a tiny split some metrics are undefined (NaN); PostgreSQL's jsonb refuses NaN, so the run
+    # must store null instead of failing.
+    from personalization import evaluation
+
+    for name in ("evaluate_rankings", "evaluate_model"):
+        real = getattr(evaluation, name)
+
+        def nan_metrics(*args, _real=real, **kwargs):
+            return {**_real(*args, **kwargs), "diversity": float("nan"), "novelty": float("inf")}
+
+        monkeypatch.setattr(evaluation, name, nan_metrics)
+    recommender = Recommender.objects.create(name=f"tiny-{algorithm}", algorithm=algorithm)
+    run = run_training(recommender)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    run.refresh_from_db()
+    assert run.metrics["diversity"] is None
+    assert run.metrics["novelty"] is None
+    assert run.metrics["users_evaluated"] > 0

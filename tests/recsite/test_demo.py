@@ -139,7 +139,11 @@ def test_loaded_counts_match_the_generated_data(seeded, data):
     assert "Loaded demo data (seed 11): 237 tags, 120 items" in seeded.output
     assert Item.objects.count() == len(data.items)
     assert Profile.objects.count() == len(data.profiles)
-    assert Event.objects.count() == len(data.events)
+    # The demo experiments add the behaviour their treatments caused, and the business-impact demo
+    # the recommendation clicks before some engagement, each under its own source.
+    others = ("demo-experiments", "demo-recommendations")
+    assert Event.objects.exclude(source__name__in=others).count() == len(data.events)
+    assert Event.objects.filter(source__name="demo-recommendations", type="click").exists()
     assert Tag.objects.count() == len(data.tags)
     assert ItemTag.objects.count() == sum(len(item.tag_paths) for item in data.items)
     assert AnonymousId.objects.count() == sum(p.anonymous_id is not None for p in data.profiles)
@@ -244,3 +248,38 @@ def test_it_extends_a_hand_built_taxonomy_instead_of_duplicating_it():
     assert Tag.objects.find_problems() == ([], [], [], [], [])
     for path in ("genre/anime/mecha", "genre/anime/zombie-idols"):
         assert Tag.objects.get_parent(Tag.objects.get(slug_path=path)).pk == anime.pk
+
+
+@pytest.mark.django_db
+def test_the_demo_experiments_are_concluded_running_and_a_bandit_with_consistent_analyses(seeded):
+    from experiments.models import BanditAllocation, Experiment
+
+    concluded = Experiment.objects.get(key="home-row-hybrid")
+    assert concluded.status == "concluded" and concluded.decision == "ship"
+    assert concluded.decision_variant.key == "treatment"
+    results = concluded.snapshots.order_by("-as_of").first().results
+    primary = results["metrics"][0]
+    assert primary["key"] == "completion-7d" and primary["role"] == "primary"
+    control, treatment = primary["variants"]
+    assert control["n"] > 0 and treatment["n"] > 0
+    assert treatment["mean"] > control["mean"], "the shipped treatment caused extra completions"
+    assert [s["key"] for s in results["segments"]] == ["heavy-viewers"]
+    assert concluded.snapshots.count() == 4
+
+    running = Experiment.objects.get(key="similar-items-ease")
+    assert running.status == "running"
+    assert {v.payload["placement"] for v in running.variants.all()} == {"because-you-watched"}
+    assert running.snapshots.exists()
+
+    bandit = Experiment.objects.get(key="hero-banner")
+    allocations = list(BanditAllocation.objects.filter(experiment=bandit).order_by("computed_at"))
+    assert len(allocations) == 15
+    # Before any reward the three arms share the traffic (up to Monte Carlo noise).
+    assert list(allocations[0].shares.values()) == pytest.approx([1 / 3] * 3, abs=0.02)
+    assert all(share >= 0.05 - 1e-9 for a in allocations for share in a.shares.values())
+    latest = bandit.snapshots.get().results["bandit"]["arms"]
+    assert sum(a["trials"] for a in latest) == bandit.exposures.count()
+    # Nothing the experiments caused lies in the future or outside a profile's timeline.
+    assert not Event.objects.filter(timestamp__gt=seeded.after).exists()
+    for profile in Profile.objects.filter(events__source__name="demo-experiments").distinct()[:20]:
+        assert profile.last_seen == profile.events.aggregate(last=Max("timestamp"))["last"]

@@ -22,8 +22,6 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 # Bugs the fuzzer found that are not fixed yet: operation name -> what fails. Each one is a
 # real defect to fix (then delete its line); they are listed in docs/security.md.
 KNOWN_BUGS = {
-    "POST /api/v1/segments": "a null 'rule' reaches the database: 500 (NOT NULL constraint)",
-    "POST /api/v1/segments/estimate": "a JSON array body raises AttributeError: 500",
     "POST /api/v1/recommenders": "multipart 'params=null' gets a response that violates the schema",
 }
 
@@ -32,9 +30,9 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application()).
 
 @pytest.fixture
 def admin_token(personas):
-    from rest_framework.authtoken.models import Token
+    from recsite.tokens import token_create
 
-    return Token.objects.create(user=personas["admin"]).key
+    return token_create(user=personas["admin"], name="fuzz")[1]
 
 
 @pytest.mark.fuzz

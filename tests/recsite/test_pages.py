@@ -176,3 +176,15 @@ def test_the_jobs_page_lists_long_jobs_with_progress_errors_and_a_retry_for_fail
     assert 'value="40"' in html
     assert html.count(">Retry</button>") == 1
     assert "trending v1" not in client_as("editor").get(reverse("jobs")).content.decode()
+
+
+@pytest.mark.django_db
+def test_every_model_in_the_admin_has_a_changelist_that_loads(client_as):
+    from django.contrib import admin
+    from django.urls import reverse
+
+    client = client_as("admin")
+    ours = {"recsite", "catalog", "personalization", "experiments"}
+    for model in [m for m in admin.site._registry if m._meta.app_label in ours]:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert client.get(url).status_code == 200, url

@@ -21,7 +21,15 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from catalog.models import ImportJob, ItemTag, Tag, TagSuggestion
 from experiments.models import Experiment
 from personalization import tracking
-from personalization.models import MergeRequest, Placement, Segment, TrainingRun
+from personalization.models import (
+    DiscoveryJob,
+    MergeRequest,
+    Placement,
+    Segment,
+    SegmentWebhook,
+    TrainingRun,
+)
+from recsite.tokens import token_create
 from tests import factories
 
 ROLES = ("anonymous", "outsider", "editor", "marketer", "analyst", "admin", "writekey")
@@ -82,8 +90,13 @@ def world(personas):
     write_key, key = tracking.write_key_create(source_name="web")
     experiment = Experiment.objects.create(key="new-home", name="New home")
     segment = Segment.objects.create(key="fans", name="Fans")
+    webhook = SegmentWebhook.objects.create(segment=segment, url="https://example.com/hook", secret="s")
+    discovery = DiscoveryJob.objects.create(status=DiscoveryJob.Status.SUCCEEDED)
+    api_token, _ = token_create(user=personas["admin"], name="matrix")
     return {
         "segment": segment.pk,
+        "webhook": webhook.pk,
+        "discovery": discovery.pk,
         "item": item.pk,
         "external_id": item.external_id,
         "tag": genre.pk,
@@ -99,6 +112,7 @@ def world(personas):
         "user_id": profile.external_id,
         "merge": merge.pk,
         "write_key": write_key.pk,
+        "api_token": api_token.pk,
         "experiment": experiment.key,
         "action": "start",
         "clear_key": key,
@@ -117,6 +131,8 @@ def client_for(role, client, personas, world):
 
 
 PK_BY_NAME = (
+    ("webhook", "webhook"),
+    ("discovery", "discovery"),
     ("segment", "segment"),
     ("suggestion", "suggestion"),
     ("item", "item"),
@@ -127,6 +143,7 @@ PK_BY_NAME = (
     ("profile", "profile"),
     ("merge_request", "merge"),
     ("write_key", "write_key"),
+    ("api_token", "api_token"),
 )
 
 
@@ -159,8 +176,16 @@ EXPECTED: dict[str, Rule] = {
     # Pages.
     "dashboard": rule(SIGNED_IN),
     "audit_log": rule(ADMIN),
+    # Everyone manages their own API tokens; only admins revoke other people's (403 otherwise).
+    "api_tokens": rule(SIGNED_IN),
+    "api_token_revoke": rule(ADMIN, "POST"),
     # Everyone signed in; the page lists only the jobs the user may see.
     "jobs": rule(SIGNED_IN),
+    # Business impact: whoever may see the recommenders (marketers, analysts, admins).
+    "impact": rule(DOMAIN),
+    # A user's own settings (time zone) and the marketer's guide: everyone signed in.
+    "account_settings": rule(SIGNED_IN),
+    "help": rule(SIGNED_IN),
     "catalog:item_list": rule(CATALOG),
     "catalog:item_detail": rule(CATALOG),
     "catalog:queue": rule(CATALOG),
@@ -212,6 +237,10 @@ EXPECTED: dict[str, Rule] = {
     "personalization:segment_estimate": rule(DOMAIN, "POST"),
     "personalization:segment_refresh": rule(MARKETING, "POST"),
     "personalization:segment_members_export": rule({"analyst", "admin"}),
+    "personalization:segment_webhook_create": rule(MARKETING, "POST"),
+    "personalization:segment_webhook_delete": rule(MARKETING, "POST"),
+    "personalization:segment_discovery_detail": rule(MARKETING),
+    "personalization:segment_discovery_save": rule(MARKETING, "POST"),
     "experiments:experiment_list": rule(DOMAIN),
     "experiments:experiment_detail": rule(DOMAIN),
     "experiments:experiment_create": rule(MARKETING),
@@ -235,6 +264,7 @@ EXPECTED: dict[str, Rule] = {
     "api_suggestion_reject": rule(EDIT_CATALOG, "POST"),
     # API: serving and models.
     "api_recommendations": rule(DOMAIN),
+    "api_impact": rule(DOMAIN),
     "api_home": rule(DOMAIN),
     "api_similar_items": rule(DOMAIN),
     "api_recommender_list": rule(DOMAIN),

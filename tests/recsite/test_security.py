@@ -14,7 +14,8 @@ from experiments.models import Experiment
 from personalization import services as personalization_services
 from personalization import tracking
 from personalization.models import Profile, WriteKey
-from recsite.models import AuditEntry
+from recsite import tokens
+from recsite.models import ApiToken, AuditEntry
 from tests import factories
 
 
@@ -161,6 +162,152 @@ def test_write_keys_are_stored_as_hashes_only(db):
     stored = WriteKey.objects.filter(pk=write_key.pk).values().get()
     assert key not in {str(v) for v in stored.values()}
     assert stored["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- API tokens (recsite.tokens) ---------------------------------------------------------------------
+
+
+def test_api_tokens_are_stored_as_hashes_only_and_authenticate_with_the_token_header(client, personas):
+    token, key = tokens.token_create(user=personas["analyst"], name="nightly export")
+    stored = ApiToken.objects.filter(pk=token.pk).values().get()
+    assert key not in {str(v) for v in stored.values()}
+    assert stored["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
+    assert key.startswith(stored["prefix"])
+    response = client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 200
+    assert client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {key}x").status_code in (401, 403)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is not None
+
+
+def test_a_revoked_token_is_refused_on_the_next_request(client, personas):
+    token, key = tokens.token_create(user=personas["analyst"], name="x")
+    assert client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    assert tokens.token_revoke(token=token, revoked_by=personas["admin"]) is True
+    assert tokens.token_revoke(token=token, revoked_by=personas["admin"]) is False, (
+        "revoking twice is a no-op"
+    )
+    response = client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code in (401, 403)
+    assert response.json()["error"] == "Invalid token."
+
+
+def test_a_token_of_a_deactivated_user_is_refused(client, personas):
+    _, key = tokens.token_create(user=personas["analyst"], name="x")
+    personas["analyst"].is_active = False
+    personas["analyst"].save()
+    assert client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {key}").status_code in (401, 403)
+
+
+def test_the_token_page_shows_a_new_key_once_and_lists_only_your_own(client_as, personas):
+    tokens.token_create(user=personas["admin"], name="admin script")
+    client = client_as("marketer")
+    response = client.post(reverse("api_tokens"), {"name": "web backend"}, REMOTE_ADDR="192.0.2.9")
+    key = response.context["new_key"]
+    assert key and key in response.content.decode()
+    page = client.get(reverse("api_tokens")).content.decode()
+    assert key not in page, "the key is shown once"
+    assert "web backend" in page and "admin script" not in page
+    token = ApiToken.objects.get(name="web backend")
+    assert token.user == personas["marketer"]
+    client.post(reverse("api_token_revoke", args=[token.pk]), REMOTE_ADDR="192.0.2.9")
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    entries = list(AuditEntry.objects.order_by("pk").values_list("action", "actor_label", "target_id", "ip"))
+    assert entries[-2:] == [
+        ("api_token.create", "marketer", str(token.pk), "192.0.2.9"),
+        ("api_token.revoke", "marketer", str(token.pk), "192.0.2.9"),
+    ]
+
+
+def test_the_token_page_refuses_a_missing_name_and_other_peoples_tokens(client_as, personas):
+    admin_token, _ = tokens.token_create(user=personas["admin"], name="admin script")
+    client = client_as("marketer")
+    response = client.post(reverse("api_tokens"), {"name": ""}, follow=True)
+    assert "Name what will use the token" in response.content.decode()
+    assert not ApiToken.objects.filter(user=personas["marketer"]).exists()
+    assert client.post(reverse("api_token_revoke", args=[admin_token.pk])).status_code == 403
+    admin_token.refresh_from_db()
+    assert admin_token.revoked_at is None
+
+
+def test_admins_see_every_token_create_them_for_others_and_revoke_any(client_as, personas):
+    marketer_token, _ = tokens.token_create(user=personas["marketer"], name="marketer script")
+    client = client_as("admin")
+    page = client.get(reverse("api_tokens")).content.decode()
+    assert "marketer script" in page
+    client.post(reverse("api_tokens"), {"name": "service", "user": "analyst"})
+    assert ApiToken.objects.get(name="service").user == personas["analyst"]
+    response = client.post(reverse("api_tokens"), {"name": "service", "user": "nobody"}, follow=True)
+    assert "There is no user" in response.content.decode()
+    client.post(reverse("api_token_revoke", args=[marketer_token.pk]))
+    marketer_token.refresh_from_db()
+    assert marketer_token.revoked_at is not None
+
+
+def test_the_token_endpoint_creates_a_new_hashed_token_per_call(client, personas):
+    first = client.post("/api/token/", {"username": "analyst", "password": "pw"}).json()["token"]
+    second = client.post("/api/token/", {"username": "analyst", "password": "pw"}).json()["token"]
+    assert first != second
+    assert client.get("/api/v1/items", HTTP_AUTHORIZATION=f"Token {first}").status_code == 200
+    bad = client.post("/api/token/", {"username": "analyst", "password": "nope"})
+    assert bad.status_code == 400 and "error" in bad.json()
+    assert ApiToken.objects.filter(user=personas["analyst"]).count() == 2
+
+
+def test_the_management_command_prints_the_key_once_lists_and_revokes(personas):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("api_token", "create", "marketer", "--name", "cron", stdout=out)
+    key = out.getvalue().strip()
+    token = ApiToken.objects.get(key_hash=hashlib.sha256(key.encode()).hexdigest())
+    assert token.name == "cron" and token.user == personas["marketer"]
+    listing = StringIO()
+    call_command("api_token", "list", "marketer", stdout=listing)
+    assert token.prefix in listing.getvalue() and key not in listing.getvalue()
+    call_command("api_token", "revoke", token.prefix, stdout=StringIO())
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEntry.objects.filter(action="api_token.revoke", target_id=str(token.pk)).exists()
+    with pytest.raises(CommandError):
+        call_command("api_token", "create", "nobody", stdout=StringIO())
+
+
+def test_existing_drf_tokens_are_carried_over_hashed_by_the_migration(personas):
+    """Migration 0002_api_tokens copies rest_framework.authtoken rows (clear keys) as hashes
+    and deletes the clear copies, so keys scripts already use keep working."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("recsite.migrations.0002_api_tokens")
+    key = "0123456789abcdef0123456789abcdef01234567"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token "
+            '("key" varchar(40) PRIMARY KEY, "user_id" integer, "created" timestamp)'
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token VALUES (%s, %s, %s)",
+            [key, personas["editor"].pk, "2026-01-02 03:04:05+00:00"],
+        )
+
+    class Editor:
+        pass
+
+    editor = Editor()
+    editor.connection = connection
+    migration.drf_tokens_import(apps, editor)
+    token = ApiToken.objects.get(user=personas["editor"])
+    assert token.key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert token.created_at.year == 2026 and token.created_at.month == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+        assert cursor.fetchone()[0] == 0, "the clear keys are deleted"
+    assert tokens.token_authenticate(key=key).user == personas["editor"]
 
 
 # --- Audit log ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--restart", action="store_true", help="Ignore the checkpoint and start at line 1."
         )
-        parser.add_argument("--chunk-size", type=int, default=5000)
+        parser.add_argument("--chunk-size", type=int, default=20_000)
 
     def handle(self, *args, file, source, format, strict, restart, chunk_size, **options):
         started = time.perf_counter()

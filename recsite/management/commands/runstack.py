@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 os.path.join(bin_dir, "gunicorn"), "recsite.wsgi",
                 "--bind", f"{options['host']}:{options['port']}",
                 "--workers", str(options["web_workers"]),
-                "--access-logfile", "-", "--graceful-timeout", "10",
+                "--access-logfile", "-", "--graceful-timeout", "10", "--preload",
             ],
             "worker": [
                 celery, "-A", "recsite", "worker", "--loglevel", "INFO",

@@ -8,6 +8,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from recsite.demo import DemoDataError, demo_seed
+from recsite.impact import impact_demo_seed
 
 
 def _positive(value: str) -> int:
@@ -56,6 +57,9 @@ class Command(BaseCommand):
         if result["skipped"]:
             self.stdout.write("Demo data not loaded: the catalog already has items.")
             return
+        # Recommendation clicks and impressions before some of the engagement, so the Business
+        # impact page and the dashboard's attribution KPI have a history from the first start.
+        impact_demo_seed()
         counts = ", ".join(
             f"{result[key]:,} {key.replace('_', ' ')}"
             for key in ("tags", "items", "item_tags", "profiles", "anonymous_ids", "events")
