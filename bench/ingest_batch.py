@@ -3,8 +3,10 @@
 Creates a fresh database (PostgreSQL when DATABASE_URL is set, else SQLite in a temporary
 var dir), migrates it, loads a catalog, starts gunicorn, and sends pre-serialised batches
 from several client threads over keep-alive connections. Prints events/s and request
-latency percentiles; on PostgreSQL also the speed of a raw COPY of the same rows, and the
-ratio.
+latency percentiles; the CPU time of the gunicorn workers, of the PostgreSQL backends that
+served the run (sampled from /proc: Linux only) and of the client, and the server's CPU per
+event (the machine is shared, so this is the figure that moves least with the load); on
+PostgreSQL also the speed of a raw COPY of the same rows, and the ratio.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_ingest \\
         .venv/bin/python bench/ingest_batch.py --events 200000
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -41,6 +44,67 @@ NAMES = [
 def load_average() -> str:
     """The 1-minute load average: the machine is shared, so every figure is reported with it."""
     return f"{os.getloadavg()[0]:.1f}"
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+class BackendCpu:
+    """CPU used by the PostgreSQL backends serving one database, sampled in a thread (a
+    backend's counters vanish with it, so the last reading of each is kept). The machine's
+    other databases are not counted."""
+
+    def __init__(self, url: str):
+        self.url, self.name = url, url.rsplit("/", 1)[1].split("?")[0]
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, conn) -> dict[int, float]:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.name]
+        ).fetchall()
+        return {pid: process_cpu(pid) for (pid,) in rows}
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            self.start = self._sample(conn)
+            self.last = dict(self.start)
+            while not self.stop.wait(0.2):
+                for pid, cpu in self._sample(conn).items():
+                    if cpu:
+                        self.last[pid] = cpu
+            self.last.update({p: c for p, c in self._sample(conn).items() if c})
+
+    def __enter__(self) -> BackendCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
 def manage(env: dict, *args: str) -> str:
@@ -202,18 +266,31 @@ def main() -> None:
     bodies = bodies_make(events=args.events, batch=args.batch, users=args.users, items=args.items)
     server = server_start(env, args.port, args.workers)
     load_before = load_average()
+    # Forked after --preload, a worker starts at zero: only the run is counted.
+    server_cpu = -sum(process_cpu(pid) for pid in child_pids(server.pid))
+    client_cpu = -time.process_time()
+    backend = BackendCpu(url) if url else contextlib.nullcontext()
     try:
-        elapsed, latencies, stored = send_all(bodies, port=args.port, key=key, threads=args.threads)
+        with backend:
+            elapsed, latencies, stored = send_all(bodies, port=args.port, key=key, threads=args.threads)
+        client_cpu += time.process_time()
+        server_cpu += sum(process_cpu(pid) for pid in child_pids(server.pid))
     finally:
         server.terminate()
         server.wait()
     latencies.sort()
     rate = stored / elapsed
-    backend = "PostgreSQL" if url else "SQLite"
-    print(f"backend: {backend}; {stored:,} events in {len(bodies)} batches of {args.batch}; "
+    backend_name = "PostgreSQL" if url else "SQLite"
+    print(f"backend: {backend_name}; {stored:,} events in {len(bodies)} batches of {args.batch}; "
           f"gunicorn -w {args.workers}, {args.threads} client threads")  # fmt: skip
     print(f"API: {rate:,.0f} events/s; request latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms")  # fmt: skip
+    cpu = f"CPU: gunicorn workers {server_cpu:.1f} s"
+    if url:
+        cpu += f", PostgreSQL backends {backend.seconds:.1f} s"
+        server_cpu += backend.seconds
+    print(f"{cpu}, client {client_cpu:.1f} s; server {server_cpu / stored * 1e6:.0f} us of CPU per event "
+          f"(wall {elapsed:.1f} s)")  # fmt: skip
     if url:
         rows, copy_elapsed = copy_speed(url)
         copy_rate = rows / copy_elapsed

@@ -1,4 +1,5 @@
-"""Bulk import speed: `manage.py import_events` on a generated CSV, fresh database.
+"""Bulk import speed: `manage.py import_events` on a generated CSV, fresh database. Prints
+the wall time and the CPU time of the command and of its PostgreSQL backend.
 
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_import .venv/bin/python bench/ingest_import.py
 .venv/bin/python bench/ingest_import.py --events 200000      # SQLite
@@ -7,8 +8,10 @@ DATABASE_URL=postgres://postgres@127.0.0.1:5432/rs_bench_import .venv/bin/python
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -17,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_batch import ROOT, catalog_load, database_reset, load_average, manage
+from ingest_batch import ROOT, BackendCpu, catalog_load, database_reset, load_average, manage
 
 NAMES = ["play", "complete", "view", "Video Playback Started", "Product Viewed", "rate", "add_to_list"]
 
@@ -52,15 +55,24 @@ def main() -> None:
     path = Path(var) / "events.csv"
     csv_write(path, events=args.events, users=args.users, items=args.items)
     load_before = load_average()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "manage.py", "import_events", str(path), "--chunk-size", str(args.chunk_size)],
-        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    with BackendCpu(url) if url else contextlib.nullcontext() as backend_cpu:
+        subprocess.run(
+            [sys.executable, "manage.py", "import_events", str(path), "--chunk-size", str(args.chunk_size)],
+            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     backend = "PostgreSQL" if url else "SQLite"
     print(f"backend: {backend}; {args.events:,} CSV rows ({args.users:,} users, {args.items:,} items)")
     print(f"import: {elapsed:.1f} s, {args.events / elapsed:,.0f} events/s (including process start)")
+    cpu = f"CPU: import_events process {command_cpu:.1f} s"
+    if url:
+        cpu += f", PostgreSQL backends {backend_cpu.seconds:.1f} s"
+        command_cpu += backend_cpu.seconds
+    print(f"{cpu}; {command_cpu / args.events * 1e6:.0f} us of CPU per event")
     print(f"load average (1 min) before / after the run: {load_before} / {load_average()}")
     print("reproduce: " + ("DATABASE_URL=... " if url else "") + "python " + " ".join(sys.argv))
 

@@ -11,6 +11,11 @@ each side used per request (from /proc): the gunicorn processes, this load gener
 the PostgreSQL backends of the database. The client is a minimal HTTP/1.1 loop over raw
 sockets (http.client's header parsing costs more than the bare app's whole request).
 
+With REDIS_URL set the server only pushes impressions onto a Redis list; beat's flush task
+inserts them (docs/impact.md). No worker runs here, so the script flushes what was buffered
+before the run, then, after it, does the flush task's work once and reports its time and its
+CPU (this process and PostgreSQL) per served request, warm-up included.
+
 Needs a database with trained recommenders (e.g. after `make run`, or
 `python manage.py seed_demo && python manage.py train --all --inline`).
 
@@ -212,6 +217,28 @@ def measured(port: int, server_pid: int, db_pids, paths, headers, args) -> dict:
     return figures
 
 
+def flush_measured(impact, db_pids) -> dict | None:
+    """With Redis the server only pushes impressions; the beat task inserts them. Do its work
+    once here, so that its cost per served request is part of the figures."""
+    pending = impact.impressions_pending()
+    if not pending:  # no Redis, or IMPACT_RECORD_IMPRESSIONS=0
+        return None
+    db = db_pids()
+    before = (self_cpu(), cpu_seconds(db), time.perf_counter())
+    rows = impact.impressions_flush(max_seconds=600)
+    after = (self_cpu(), cpu_seconds(db), time.perf_counter())
+    n = pending  # every request served since the first flush, warm-up included
+    return {
+        "requests": pending,
+        "rows": rows,
+        "seconds": after[2] - before[2],
+        "cpu_ms_per_request": {
+            "flush": (after[0] - before[0]) * 1000 / n,
+            "postgresql": (after[1] - before[1]) * 1000 / n,
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
@@ -277,6 +304,14 @@ def main() -> None:
             )
             return [row[0] for row in cursor.fetchall()]
 
+    def own_backend() -> list[int]:
+        """This process's backend (where the flush below runs)."""
+        if not postgres:
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return [cursor.fetchone()[0]]
+
     # One token drives all the load: the per-user API rate (docs/security.md) would cap it.
     env = {**os.environ, "DEBUG": "0", "API_THROTTLE_USER": os.environ.get("API_THROTTLE_USER", "")}
     port = free_port()
@@ -287,6 +322,9 @@ def main() -> None:
                 "--worker-class", args.worker_class, "--threads", "1", "--keep-alive", "30",
                 "--log-level", "warning", app]  # fmt: skip
 
+    from recsite import impact
+
+    impact.impressions_flush()  # leftovers of an earlier run are not this run's work
     load_before = load_average()
     server = subprocess.Popen(gunicorn("recsite.wsgi", port), cwd=ROOT, env=env)
     try:
@@ -303,6 +341,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+    flush = flush_measured(impact, lambda: db_pids() + own_backend())
 
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "body.json").write_bytes(body)
@@ -338,7 +377,14 @@ def main() -> None:
             f"{figures['cpu_cores_busy']} cores busy; load average after {figures['load_average']}"
         )
     print(f"  ratio recsite / bare: {django_figures['rps'] / bare_figures['rps']:.2f}")
-    print(json.dumps({"recsite": django_figures, "bare": bare_figures}, indent=None))
+    if flush is not None:
+        print(
+            f"  impressions flush (the beat task's work, after the run): {flush['rows']} rows of "
+            f"{flush['requests']} requests in {flush['seconds']:.2f} s; CPU ms per served request: "
+            f"flush {flush['cpu_ms_per_request']['flush']:.3f}, "
+            f"PostgreSQL {flush['cpu_ms_per_request']['postgresql']:.3f}"
+        )
+    print(json.dumps({"recsite": django_figures, "bare": bare_figures, "flush": flush}, indent=None))
     print("reproduce: python bench/serving_load.py " + " ".join(sys.argv[1:]))
 
 

@@ -30,6 +30,8 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 from django.utils.text import slugify
 
+from recsite import outbox
+
 from .models import ImportJob, Item, ItemTag, ItemTagChange, Tag, TagAlias
 from .services import FORBIDDEN_IN_NAMES, CatalogError, path_parts, path_slug, tag_labels
 
@@ -724,7 +726,7 @@ def import_job_start(*, job: ImportJob) -> ImportJob:
         raise CatalogError("This import was already started.", field="job")
     if job.summary.get("rows", 0) <= settings.CATALOG_IMPORT_INLINE_ROWS:
         return import_job_execute_now(job_id=job.pk)
-    transaction.on_commit(lambda: import_job_execute.delay(job.pk))
+    outbox.enqueue(import_job_execute, job.pk)
     job.refresh_from_db()
     return job
 

@@ -22,6 +22,8 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from recsite import outbox
+
 from . import suggestions as ml
 from .models import Item, ItemTag, ItemTagChange, Tag, TagAlias, TagSuggestion, TagSuggestionModel
 
@@ -560,7 +562,7 @@ def suggestion_model_request(*, user: AbstractBaseUser | None = None) -> TagSugg
             )
     except IntegrityError:
         raise CatalogError("A suggestion model is already queued or training.", field="model") from None
-    transaction.on_commit(lambda: suggestion_model_train.delay(model.pk))
+    outbox.enqueue(suggestion_model_train, model.pk)
     return model
 
 

@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from recsite import tables
+
 from . import charts, forms, imports, services
 from .models import ImportJob, Item, Tag, TagSuggestion
 
@@ -32,9 +34,19 @@ def _item_url(item: Item, queue: str | None) -> str:
 # --- Items -----------------------------------------------------------------------------
 
 
+ITEM_COLUMNS = [
+    tables.Column("title", "Title", ("title",)),
+    tables.Column("external_id", "External id", ("external_id",)),
+    tables.Column("kind", "Kind", ("kind", "title")),
+    tables.Column("year", "Released", ("release_date", "title"), numeric=True, descending_first=True),
+    tables.Column("tags", "Tags", ("tag_count", "title"), numeric=True, descending_first=True),
+    tables.Column("status", "Status", ("active", "title")),
+]
+
+
 @permission_required("catalog.view_item", raise_exception=True)
 def item_list(request):
-    items = Item.objects.annotate(tag_count=Count("item_tags")).order_by("title", "pk")
+    items = Item.objects.annotate(tag_count=Count("item_tags"))
     query = request.GET.get("q", "").strip()
     if query:
         items = items.filter(Q(title__icontains=query) | Q(external_id__iexact=query))
@@ -45,9 +57,9 @@ def item_list(request):
     if tag_path:
         tag = services.tag_resolve(path=tag_path)
         items = items.filter(item_tags__tag__path__startswith=tag.path).distinct() if tag else items.none()
-    page = Paginator(items, 50).get_page(request.GET.get("page"))
+    table = tables.table(request, items, ITEM_COLUMNS, default_sort="title")
     kinds = Item.objects.order_by("kind").values_list("kind", flat=True).distinct()
-    context = {"page": page, "q": query, "kind": kind, "kinds": kinds, "tag": tag_path}
+    context = {"table": table, "page": table.page, "q": query, "kind": kind, "kinds": kinds, "tag": tag_path}
     if request.user.has_perm("catalog.add_itemtag"):
         context["tag_choices"] = services.tag_choices()
         context["bulk_form"] = forms.BulkTagForm()

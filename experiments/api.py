@@ -1,10 +1,10 @@
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from recsite import outbox
 from recsite.api import error_response
 from recsite.permissions import has_perms
 
@@ -113,8 +113,9 @@ class ExperimentResults(APIView):
             "interval, "
             "adjusted p-value, Bayesian chance to beat control and risk, always-valid interval; plus SRM, "
             "warnings and plain-language verdicts; `segments` (the breakdown by segment, membership at "
-            "first exposure); `interleaving` (credits, wins, sign test) or `bandit` (arms, shares) for "
-            "those kinds. 404 until a first analysis has run."
+            "first exposure); `interleaving` (credits, wins, sign test; `interleaving.segments`: wins "
+            "and sign test per segment) or `bandit` (arms, shares; `bandit.segments`: trials and "
+            "successes per segment and arm) for those kinds. 404 until a first analysis has run."
         ),
     )
     def get(self, request, key: str):
@@ -137,5 +138,5 @@ class ExperimentAnalyze(APIView):
     )
     def post(self, request, key: str):
         experiment = get_object_or_404(Experiment, key=key)
-        transaction.on_commit(lambda: tasks.experiment_analyze.delay(experiment.pk))
+        outbox.enqueue(tasks.experiment_analyze, experiment.pk)
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)

@@ -1,4 +1,8 @@
-"""Plotly figures of an experiment report: plain data in, figure dicts out (no Django imports)."""
+"""Plotly figures of an experiment report: plain data in, figure dicts out (no Django imports).
+
+Variants take their colours from the shared palette (``recsite.charts``): control first, then
+treatments, the same colour for a variant on every chart of the product.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,9 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from personalization.charts import LAYOUT, figure_dict
+from recsite.charts import LAYOUT, NEUTRAL, figure_dict, variant_colour
 
-# Control first, then treatments; the same colour for a variant on every chart.
-VARIANT_COLOURS = ["#64748b", "#4f46e5", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9"]
-
-
-def colour(index: int) -> str:
-    return VARIANT_COLOURS[index % len(VARIANT_COLOURS)]
+colour = variant_colour  # a variant's colour by its position
 
 
 def metric_over_time(
@@ -55,7 +54,7 @@ def lift_over_time(
         fig.add_scatter(
             x=list(times), y=[_pct(v) for v in lift], name=name, mode="lines+markers", line_color=band
         )
-    fig.add_hline(y=0, line_dash="dot", line_color="#9aa5b1")
+    fig.add_hline(y=0, line_dash="dot", line_color=NEUTRAL)
     fig.update_layout(**LAYOUT, height=320, yaxis_title="relative lift (%)")
     return figure_dict(fig)
 
@@ -79,7 +78,7 @@ def forest(*, rows: Sequence[tuple[str, float, float | None, float | None, str]]
         name="lift",
         showlegend=False,
     )
-    fig.add_vline(x=0, line_dash="dot", line_color="#9aa5b1")
+    fig.add_vline(x=0, line_dash="dot", line_color=NEUTRAL)
     layout = {**LAYOUT, "hovermode": "closest"}
     fig.update_layout(
         **layout,

@@ -10,8 +10,12 @@ the pure modules ``interleaving.py`` and ``bandits.py``):
   credited clicks wins; a two-sided sign (binomial) test of wins against 1/2 decides.
 - Bandit: each assignment request draws an arm from the latest Thompson-sampling allocation
   (every arm keeps at least ``bandit_min_share``). An exposure is a success when the profile
-  performs the primary metric's event within its window (24 h by default) afterwards. A
-  periodic task recomputes the posteriors and stores the allocation, charted over time.
+  performs the primary metric's event within its window (24 h by default) afterwards and
+  before its next exposure, so one conversion is one success. A periodic task recomputes
+  the posteriors and stores the allocation, charted over time.
+
+Both break their results down by the experiment's segments (membership at the profile's
+first exposure, as for A/B tests).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import dataclasses
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from personalization.models import Event, Profile
+from personalization.models import Event, Profile, Segment, SegmentMembership
 
 from . import bandits, hashing, interleaving
 from .models import BanditAllocation, Experiment, ExperimentMetric, Exposure, InterleavedImpression, Variant
@@ -142,18 +148,20 @@ def interleaving_serve(
     )
 
 
-def interleaving_analysis(*, experiment: Experiment, as_of: datetime) -> dict:
-    """Credited clicks per team, per-profile wins and the sign test, as of ``as_of``.
+def interleaving_analysis(
+    *, experiment: Experiment, as_of: datetime, segments: Sequence[tuple[Segment, str]] = ()
+) -> dict:
+    """Credited clicks per team, per-profile wins and the sign test, as of ``as_of``, and the
+    same test within each of ``segments`` ((segment, origin) pairs).
 
     Only clicks on ids of impressions recorded for this experiment phase count, each
     recommendation id at most once (a double click is one click), and only when made by
     the profile the list was shown to.
     """
-    impressions = dict(
-        InterleavedImpression.objects.filter(
-            experiment=experiment, phase=experiment.phase, timestamp__lte=as_of
-        ).values_list("token", "profile_id")
+    shown = InterleavedImpression.objects.filter(
+        experiment=experiment, phase=experiment.phase, timestamp__lte=as_of
     )
+    impressions = dict(shown.values_list("token", "profile_id"))
     first = (
         InterleavedImpression.objects.filter(experiment=experiment, phase=experiment.phase)
         .order_by("timestamp")
@@ -181,8 +189,28 @@ def interleaving_analysis(*, experiment: Experiment, as_of: datetime) -> dict:
             seen.add(rid)
             credits[profile_id][parsed[1]] += 1
             daily.setdefault(at.date().isoformat(), Counter())[parsed[1]] += 1
-    outcomes = [None if c["A"] == c["B"] else ("A" if c["A"] > c["B"] else "B") for c in credits.values()]
-    test = interleaving.interleaving_test(outcomes, alpha=experiment.alpha)
+    outcomes = {
+        profile_id: None if c["A"] == c["B"] else ("A" if c["A"] > c["B"] else "B")
+        for profile_id, c in credits.items()
+    }
+    test = interleaving.interleaving_test(outcomes.values(), alpha=experiment.alpha)
+    by_segment = []
+    if segments:
+        first_seen = dict(
+            shown.values("profile_id").annotate(first=Min("timestamp")).values_list("profile_id", "first")
+        )
+        members = _members_at(segments, first_seen, shown.values("profile_id"))
+        for segment, origin in segments:
+            within = interleaving.interleaving_test(
+                [outcomes[p] for p in members.get(segment.pk, ())], alpha=experiment.alpha
+            )
+            by_segment.append(
+                {
+                    **_segment_head(segment, origin),
+                    "profiles": len(members.get(segment.pk, ())),
+                    **dataclasses.asdict(within),
+                }
+            )
     return {
         "impressions": len(impressions),
         "profiles": len(credits),
@@ -190,7 +218,29 @@ def interleaving_analysis(*, experiment: Experiment, as_of: datetime) -> dict:
         "clicks_b": sum(c["B"] for c in credits.values()),
         **dataclasses.asdict(test),
         "daily": [[day, counts["A"], counts["B"]] for day, counts in sorted(daily.items())],
+        "segments": by_segment,
     }
+
+
+def _segment_head(segment: Segment, origin: str) -> dict:
+    return {"id": segment.pk, "key": segment.key, "name": segment.name, "origin": origin}
+
+
+def _members_at(
+    segments: Sequence[tuple[Segment, str]], first_seen: dict[int, datetime], profiles
+) -> dict[int, set[int]]:
+    """Segment id -> the profiles that were members when first shown the experiment (a stay
+    entered at or before ``first_seen[profile]`` and not exited by then), as for A/B tests:
+    a profile the experiment itself moved into a segment is left out."""
+    out: dict[int, set[int]] = {}
+    stays = SegmentMembership.objects.filter(
+        segment_id__in=[segment.pk for segment, _ in segments], profile_id__in=profiles
+    ).values_list("segment_id", "profile_id", "entered_at", "exited_at")
+    for segment_id, profile_id, entered, exited in stays.iterator(chunk_size=5000):
+        first = first_seen.get(profile_id)
+        if first is not None and entered <= first and (exited is None or exited > first):
+            out.setdefault(segment_id, set()).add(profile_id)
+    return out
 
 
 def interleaving_verdict(*, result: dict, names: tuple[str, str], alpha: float) -> tuple[str, str]:
@@ -259,25 +309,42 @@ def bandit_draw(
     return arm, draw, record
 
 
-def bandit_arm_stats(*, experiment: Experiment, as_of: datetime) -> dict[int, tuple[int, int]]:
-    """Per arm (variant id): exposures (trials) and exposures followed by the reward event
-    within the window (successes), counted in one SQL aggregate."""
+def bandit_arm_stats(
+    *, experiment: Experiment, as_of: datetime, segment_ids: Sequence[int] = ()
+) -> tuple[dict[int, tuple[int, int]], dict[int, dict[int, tuple[int, int]]]]:
+    """Per arm (variant id): exposures (trials) and successes, counted in one SQL statement;
+    and the same per segment id of ``segment_ids`` and arm.
+
+    An exposure is a success when the profile performed the reward event within the window
+    after it **and before its next exposure** to the experiment: every request draws an arm,
+    so a profile often sees several arms within one window, and its conversion is credited
+    once, to the arm it saw last (without that, one conversion counted as a success of every
+    exposure before it, and arms the profile saw earlier shared the credit of the one that
+    converted it). Exposures with the same time are ordered by id.
+
+    A profile counts in a segment when it was a member at its first exposure of the phase.
+    """
     from .services import _db_time, _Dialect
 
     metric = bandit_reward_metric(experiment=experiment)
     if metric is None:
-        return {}
+        return {}, {}
     dialect = _Dialect(connection.vendor)
     hours = metric.window_hours or DEFAULT_REWARD_WINDOW_HOURS
-    ts, xt = dialect.t("e.timestamp"), dialect.t("x.timestamp")
+    ts, xt, yt = dialect.t("e.timestamp"), dialect.t("x.timestamp"), dialect.t("y.timestamp")
     name_sql, name_params = ("AND e.name = %s ", [metric.event_name]) if metric.event_name else ("", [])
+    exposures = Exposure._meta.db_table
     sql = (
-        "SELECT x.variant_id, COUNT(*), SUM(CASE WHEN EXISTS ("
-        f"SELECT 1 FROM {Event._meta.db_table} e WHERE e.profile_id = x.profile_id AND e.type = %s "
-        f"{name_sql}AND {ts} >= {xt} AND {ts} < {dialect.shift('x.timestamp', hours)} "
-        f"AND {ts} <= {dialect.param_time()}) THEN 1 ELSE 0 END) "
-        f"FROM {Exposure._meta.db_table} x WHERE x.experiment_id = %s AND x.phase = %s "
-        f"AND {xt} <= {dialect.param_time()} GROUP BY x.variant_id"
+        "WITH credited AS (SELECT x.profile_id, x.variant_id, x.timestamp AS exposed_at, "
+        f"CASE WHEN EXISTS (SELECT 1 FROM {Event._meta.db_table} e WHERE e.profile_id = x.profile_id "
+        f"AND e.type = %s {name_sql}AND {ts} >= {xt} AND {ts} < {dialect.shift('x.timestamp', hours)} "
+        f"AND {ts} <= {dialect.param_time()} "
+        # ... and no later exposure of the same profile came before the event.
+        f"AND NOT EXISTS (SELECT 1 FROM {exposures} y WHERE y.experiment_id = x.experiment_id "
+        f"AND y.phase = x.phase AND y.profile_id = x.profile_id AND {yt} <= {ts} "
+        f"AND ({yt} > {xt} OR ({yt} = {xt} AND y.id > x.id)))) THEN 1 ELSE 0 END AS success "
+        f"FROM {exposures} x WHERE x.experiment_id = %s AND x.phase = %s AND {xt} <= {dialect.param_time()}) "
+        "SELECT NULL, variant_id, COUNT(*), SUM(success) FROM credited GROUP BY variant_id"
     )
     params = [
         metric.event_type,
@@ -287,23 +354,70 @@ def bandit_arm_stats(*, experiment: Experiment, as_of: datetime) -> dict[int, tu
         experiment.phase,
         _db_time(as_of),
     ]
+    if segment_ids:
+        fe = dialect.t("f.first_exposed_at")
+        sql += (
+            " UNION ALL SELECT m.segment_id, c.variant_id, COUNT(*), SUM(c.success) FROM credited c "
+            "JOIN (SELECT profile_id, MIN(exposed_at) AS first_exposed_at FROM credited "
+            "GROUP BY profile_id) f "
+            f"ON f.profile_id = c.profile_id JOIN {SegmentMembership._meta.db_table} m "
+            f"ON m.profile_id = c.profile_id AND m.segment_id IN ({', '.join(['%s'] * len(segment_ids))}) "
+            f"AND {dialect.t('m.entered_at')} <= {fe} "
+            f"AND (m.exited_at IS NULL OR {dialect.t('m.exited_at')} > {fe}) "
+            "GROUP BY m.segment_id, c.variant_id"
+        )
+        params += list(segment_ids)
+    overall: dict[int, tuple[int, int]] = {}
+    by_segment: dict[int, dict[int, tuple[int, int]]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {variant_id: (int(n), int(s or 0)) for variant_id, n, s in cursor.fetchall()}
+        for segment_id, variant_id, n, s in cursor.fetchall():
+            target = overall if segment_id is None else by_segment.setdefault(segment_id, {})
+            target[variant_id] = (int(n), int(s or 0))
+    return overall, by_segment
 
 
-def bandit_analysis(*, experiment: Experiment, as_of: datetime) -> dict:
+def bandit_analysis(
+    *, experiment: Experiment, as_of: datetime, segments: Sequence[tuple[Segment, str]] = ()
+) -> dict:
     """Arms with trials, successes, posterior mean, chance to be the best arm and the share of
-    traffic Thompson sampling gives them now."""
+    traffic Thompson sampling gives them now; per segment, each arm's trials, successes, rate
+    and chance to be the best arm within the segment."""
     variants = list(experiment.variants.all())
-    counts = bandit_arm_stats(experiment=experiment, as_of=as_of)
+    counts, by_segment = bandit_arm_stats(
+        experiment=experiment, as_of=as_of, segment_ids=[segment.pk for segment, _ in segments]
+    )
     arms = [bandits.Arm(v.key, counts.get(v.pk, (0, 0))[1], counts.get(v.pk, (0, 0))[0]) for v in variants]
     if not arms:
-        return {"arms": []}
+        return {"arms": [], "segments": []}
     seed = int(as_of.timestamp()) % (2**32)
     p_best = bandits.probability_best(arms, seed=seed)
     min_share = min(experiment.bandit_min_share, 1 / len(arms))
     shares = bandits.thompson_allocation(arms, min_share=min_share, seed=seed)
+    segment_rows = []
+    for segment, origin in segments:
+        cells = by_segment.get(segment.pk, {})
+        within = [
+            bandits.Arm(v.key, cells.get(v.pk, (0, 0))[1], cells.get(v.pk, (0, 0))[0]) for v in variants
+        ]
+        segment_rows.append(
+            {
+                **_segment_head(segment, origin),
+                "arms": [
+                    {
+                        "key": v.key,
+                        "name": v.name,
+                        "trials": arm.trials,
+                        "successes": arm.successes,
+                        "rate": arm.successes / arm.trials if arm.trials else None,
+                        "p_best": p,
+                    }
+                    for v, arm, p in zip(
+                        variants, within, bandits.probability_best(within, seed=seed), strict=True
+                    )
+                ],
+            }
+        )
     return {
         "min_share": min_share,
         "arms": [
@@ -319,6 +433,7 @@ def bandit_analysis(*, experiment: Experiment, as_of: datetime) -> dict:
             }
             for v, arm, p in zip(variants, arms, p_best, strict=True)
         ],
+        "segments": segment_rows,
     }
 
 

@@ -209,6 +209,13 @@ def experiment_save(
     Once an experiment has started, changing traffic, targeting, variants, weights or metrics
     would mix two experiments in one analysis: it is refused unless ``new_phase_reason`` is
     given, which starts a new phase (a new randomisation and a fresh analysis).
+
+    Every check comes before the first write (the version claim), so a refused save leaves the
+    instance reusable. A failure after it (a database error, or a concurrent change that
+    started a new phase first) rolls everything back, but, as with any Django instance after
+    a rollback, ``experiment`` keeps its claimed ``version``: reload it (``refresh_from_db()``)
+    before saving it again. The edit view does not need to: its form re-renders the version
+    the editor posted.
     """
     now = now or timezone.now()
     creating = experiment.pk is None
@@ -239,23 +246,15 @@ def experiment_save(
         keys = [v["key"] for v in variants]
         if len(keys) != len(set(keys)):
             raise ExperimentError("Variant keys must be unique.", field="variants")
+    if metrics is not None and sum(1 for _, role in metrics if role == ExperimentMetric.Role.PRIMARY) > 1:
+        raise ExperimentError("Choose only one primary metric.", field="metrics")
     try:
         experiment.full_clean(exclude=["metrics", "decision_variant"])
     except ValidationError as exc:
         field, errors = next(iter(exc.message_dict.items()))
         raise ExperimentError(f"{field}: {errors[0]}", field=field) from None
-    seen = experiment.version
     if not creating:
         _version_claim(experiment)
-    try:
-        _experiment_store(experiment, creating, corrupting, variants, metrics, new_phase_reason, now)
-    except Exception:
-        experiment.version = seen  # rolled back with the transaction: the editor may retry
-        raise
-    return experiment
-
-
-def _experiment_store(experiment, creating, corrupting, variants, metrics, new_phase_reason, now) -> None:
     experiment.save()
     if variants is not None and (creating or "variants" in corrupting):
         _variants_replace(experiment, variants)
@@ -263,14 +262,13 @@ def _experiment_store(experiment, creating, corrupting, variants, metrics, new_p
         for data in variants:
             experiment.variants.filter(key=data["key"]).exclude(name=data["name"]).update(name=data["name"])
     if metrics is not None and (creating or "metrics" in corrupting):
-        if sum(1 for _, role in metrics if role == ExperimentMetric.Role.PRIMARY) > 1:
-            raise ExperimentError("Choose only one primary metric.", field="metrics")
         experiment.experiment_metrics.all().delete()
         ExperimentMetric.objects.bulk_create(
             [ExperimentMetric(experiment=experiment, metric=m, role=role) for m, role in metrics]
         )
     if not creating and experiment.is_locked and corrupting and new_phase_reason:
         _phase_next(experiment, reason=new_phase_reason, now=now)
+    return experiment
 
 
 def _version_claim(experiment: Experiment) -> None:
@@ -1084,7 +1082,9 @@ def experiment_analysis_compute(*, experiment: Experiment, as_of: datetime) -> d
 
 
 def _mode_analysis_compute(*, experiment: Experiment, as_of: datetime) -> dict:
-    """Interleaving and bandit analyses: the same envelope as an A/B analysis, without metrics."""
+    """Interleaving and bandit analyses: the same envelope as an A/B analysis, without metrics.
+    Their breakdown by segment is inside their own section (``interleaving.segments``,
+    ``bandit.segments``): its shape differs from the A/B one (wins per team, trials per arm)."""
     from . import modes
 
     variants = list(experiment.variants.all())
@@ -1101,18 +1101,21 @@ def _mode_analysis_compute(*, experiment: Experiment, as_of: datetime) -> dict:
         "verdicts": [],
         "metrics": [],
     }
+    segments = breakdown_segments(experiment=experiment)
     if experiment.kind == Experiment.Kind.INTERLEAVING:
         names = modes.interleaving_recommenders(experiment=experiment)
         if names is None:
             result["warnings"].append({"kind": "setup", "message": "Name a recommender in both variants."})
             return result
-        result["interleaving"] = modes.interleaving_analysis(experiment=experiment, as_of=as_of)
+        result["interleaving"] = modes.interleaving_analysis(
+            experiment=experiment, as_of=as_of, segments=segments
+        )
         result["interleaving"]["recommenders"] = list(names)
         text, tone = modes.interleaving_verdict(
             result=result["interleaving"], names=names, alpha=experiment.alpha
         )
     else:
-        result["bandit"] = modes.bandit_analysis(experiment=experiment, as_of=as_of)
+        result["bandit"] = modes.bandit_analysis(experiment=experiment, as_of=as_of, segments=segments)
         text, tone = modes.bandit_verdict(result=result["bandit"])
     result["verdicts"].append(
         {"metric": None, "role": "primary", "variant": None, "text": text, "tone": tone}

@@ -4,10 +4,12 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+
+from recsite import outbox, tables
 
 from . import services, tasks
 from .forms import ConcludeForm, ExperimentForm, MetricForm, PowerForm, VariantFormSet
@@ -24,10 +26,36 @@ def _experiment(key: str) -> Experiment:
     return get_object_or_404(Experiment.objects.select_related("owner", "decision_variant"), key=key)
 
 
+EXPERIMENT_COLUMNS = [
+    tables.Column("name", "Experiment", ("name",)),
+    tables.Column("status", "Status", ("status", "name")),
+    tables.Column("variants", "Variants"),
+    tables.Column("traffic", "Traffic", ("traffic_percent", "name"), numeric=True, descending_first=True),
+    tables.Column("owner", "Owner", ("owner__username", "name")),
+    tables.Column("started", "Started", ("started_at", "name"), descending_first=True),
+]
+
+
 @permission_required("experiments.view_experiment", raise_exception=True)
 def experiment_list(request):
     experiments = Experiment.objects.select_related("owner").prefetch_related("variants")
-    return render(request, "experiments/experiment_list.html", {"experiments": experiments})
+    query = request.GET.get("q", "").strip()
+    if query:
+        experiments = experiments.filter(Q(name__icontains=query) | Q(key__icontains=query))
+    status = request.GET.get("status", "")
+    if status in Experiment.Status.values:
+        experiments = experiments.filter(status=status)
+    table = tables.table(request, experiments, EXPERIMENT_COLUMNS, default_sort="-started")
+    context = {
+        "experiments": table.page.object_list,
+        "table": table,
+        "page": table.page,
+        "q": query,
+        "status": status,
+        "statuses": Experiment.Status.choices,
+        "filtered": bool(query or status),
+    }
+    return render(request, "experiments/experiment_list.html", context)
 
 
 @permission_required("experiments.view_experiment", raise_exception=True)
@@ -157,7 +185,7 @@ def experiment_conclude(request, key: str):
 @permission_required(CHANGE, raise_exception=True)
 def experiment_analyze(request, key: str):
     experiment = _experiment(key)
-    transaction.on_commit(lambda: tasks.experiment_analyze.delay(experiment.pk))
+    outbox.enqueue(tasks.experiment_analyze, experiment.pk)
     messages.success(request, "Analysis queued; reload in a moment.")
     return redirect(experiment)
 

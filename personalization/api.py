@@ -3,6 +3,7 @@ import re
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,7 +12,7 @@ from recsite.api import error_response
 from recsite.impact import home_impressions_record, impressions_record
 from recsite.permissions import has_perms
 
-from . import servecache, services, serving
+from . import services, serving
 from .models import Placement, Recommender, TrainingRun
 
 
@@ -212,6 +213,23 @@ def _recommendation_query_fast(params) -> dict | None:
     return data
 
 
+class JsonFirstNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation without its cost for what scripts send: no Accept header,
+    ``*/*`` or ``application/json`` pick the first renderer (JSON). Anything else (a browser
+    asking for HTML under DEBUG, ``?format=``) is negotiated as usual."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        if (
+            request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", "application/json")
+            and not format_suffix
+            and renderer.media_type == "application/json"
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            return renderer, renderer.media_type
+        return super().select_renderer(request, renderers, format_suffix)
+
+
 RESULT_EXAMPLE = {
     "item": "m00017",
     "title": "The Quiet Harbour",
@@ -226,10 +244,7 @@ RESULT_EXAMPLE = {
 
 class Recommendations(APIView):
     permission_classes = [has_perms("personalization.view_recommender")]
-
-    def get_authenticators(self):
-        # Scripts call this many times a second with one token: remember it (servecache.py).
-        return [servecache.token_cached(a) for a in super().get_authenticators()]
+    content_negotiation_class = JsonFirstNegotiation
 
     @extend_schema(
         parameters=[RecommendationQuery],
@@ -306,6 +321,7 @@ class SimilarQuery(serializers.Serializer):
 
 class SimilarItems(APIView):
     permission_classes = [has_perms("personalization.view_recommender")]
+    content_negotiation_class = JsonFirstNegotiation
 
     @extend_schema(
         parameters=[SimilarQuery],
@@ -339,6 +355,7 @@ class HomeQuery(serializers.Serializer):
 
 class Home(APIView):
     permission_classes = [has_perms("personalization.view_recommender")]
+    content_negotiation_class = JsonFirstNegotiation
 
     @extend_schema(
         parameters=[HomeQuery],
@@ -756,6 +773,26 @@ SEGMENT_RULE_EXAMPLE = {
 }
 
 
+SEGMENT_RULE_DATES_EXAMPLE = {
+    "version": 1,
+    "root": {
+        "op": "and",
+        "conditions": [
+            {
+                "kind": "performed",
+                "event": "play",
+                "from": "2026-03-01",
+                "to": "2026-03-31",
+                "properties": [
+                    {"property": "device", "op": "eq", "value": "tv"},
+                    {"property": "minutes", "op": "gt", "value": 30},
+                ],
+            }
+        ],
+    },
+}
+
+
 class RuleField(serializers.JSONField):
     """A segment rule; validation errors name the part of the rule (``rule.root.conditions[1].value``)."""
 
@@ -840,13 +877,13 @@ class SegmentList(generics.ListCreateAPIView):
         return super().get(request, *args, **kwargs)
 
     def perform_create(self, serializer):
-        from django.db import transaction
+        from recsite import outbox
 
         from . import tasks
 
         segment = serializer.save(created_by=self.request.user)
         if segment.kind == Segment.Kind.DYNAMIC:
-            transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "api"))
+            outbox.enqueue(tasks.segment_refresh, segment.pk, "api")
 
 
 class SegmentMembers(generics.ListAPIView):
@@ -906,7 +943,7 @@ class SegmentRefreshStart(APIView):
         examples=[OpenApiExample("queued", value={"segment": 3, "queued": True}, response_only=True)],
     )
     def post(self, request, pk: int):
-        from django.db import transaction
+        from recsite import outbox
 
         from . import tasks
 
@@ -919,7 +956,7 @@ class SegmentRefreshStart(APIView):
                 field="segment",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "api"))
+        outbox.enqueue(tasks.segment_refresh, segment.pk, "api")
         return Response({"segment": segment.pk, "queued": True}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -934,6 +971,12 @@ class SegmentEstimate(APIView):
         tags=["segments"],
         examples=[
             OpenApiExample("rule", value={"rule": SEGMENT_RULE_EXAMPLE}, request_only=True),
+            OpenApiExample(
+                "property filters and dates",
+                summary="played on a TV for over 30 minutes in March 2026",
+                value={"rule": SEGMENT_RULE_DATES_EXAMPLE},
+                request_only=True,
+            ),
             OpenApiExample("size", value={"size": 318}, response_only=True),
         ],
     )
@@ -957,3 +1000,162 @@ class ProfileSegments(APIView):
     def get(self, request, user_id: str):
         profile = _profile_or_404(user_id)
         return Response(SegmentSerializer(segment_services.profile_segments(profile=profile), many=True).data)
+
+
+# --- Segment webhooks ----------------------------------------------------------------------------
+
+from drf_spectacular.utils import OpenApiParameter  # noqa: E402
+from rest_framework.permissions import SAFE_METHODS, BasePermission  # noqa: E402
+
+from . import webhooks as webhook_services  # noqa: E402
+from .models import SegmentWebhook  # noqa: E402
+
+
+class SegmentWebhookPermission(BasePermission):
+    """Like the segment page: whoever sees segments sees their webhooks (never their secrets);
+    adding or deleting one needs the right to change segments (marketers and admins)."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        perm = (
+            "personalization.view_segment"
+            if request.method in SAFE_METHODS
+            else "personalization.change_segment"
+        )
+        return bool(user and user.is_authenticated and user.has_perm(perm))
+
+
+class SegmentWebhookSerializer(serializers.ModelSerializer):
+    secret_hint = serializers.CharField(read_only=True, help_text="The secret's first characters.")
+
+    class Meta:
+        model = SegmentWebhook
+        fields = ["id", "segment", "url", "on_enter", "on_exit", "active", "secret_hint", "created_at"]
+        read_only_fields = ["id", "segment", "active", "secret_hint", "created_at"]
+        extra_kwargs = {
+            "url": {"help_text": "An http:// or https:// URL, called with a signed POST (docs/segments.md)."},
+            "on_enter": {"default": True, "help_text": "Call it when profiles enter the segment."},
+            "on_exit": {"default": True, "help_text": "Call it when profiles leave the segment."},
+        }
+
+
+class SegmentWebhookCreated(SegmentWebhookSerializer):
+    secret = serializers.CharField(read_only=True, help_text="The signing secret: shown in this answer only.")
+
+    class Meta(SegmentWebhookSerializer.Meta):
+        fields = [*SegmentWebhookSerializer.Meta.fields, "secret"]
+
+
+WEBHOOK_EXAMPLE = {
+    "id": 7, "segment": 3, "url": "https://hooks.example.com/recsite", "on_enter": True, "on_exit": False,
+    "active": True, "secret_hint": "whsec_Q2…", "created_at": "2026-06-01T12:00:00Z",
+}  # fmt: skip
+SEGMENT_PARAMETER = OpenApiParameter(
+    "segment",
+    OpenApiTypes.INT,
+    OpenApiParameter.PATH,
+    description="The segment's id (404 when there is none).",
+)
+ERROR_EXAMPLE_404 = OpenApiExample(
+    "no such segment",
+    value={"error": "No Segment matches the given query.", "field": None, "details": {}},
+    response_only=True,
+    status_codes=["404"],
+)
+
+
+class SegmentWebhookList(generics.ListCreateAPIView):
+    """A segment's webhooks; adding one answers with its signing secret, shown this once."""
+
+    permission_classes = [SegmentWebhookPermission]
+    serializer_class = SegmentWebhookSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no URL kwargs
+            return SegmentWebhook.objects.none()
+        segment = generics.get_object_or_404(Segment, pk=self.kwargs["segment"])
+        return SegmentWebhook.objects.filter(segment=segment).order_by("pk")
+
+    @extend_schema(
+        summary="List a segment's webhooks",
+        tags=["segments"],
+        parameters=[SEGMENT_PARAMETER],
+        responses={200: SegmentWebhookSerializer(many=True), 404: OpenApiTypes.OBJECT},
+        examples=[OpenApiExample("webhooks", value=WEBHOOK_EXAMPLE, response_only=True), ERROR_EXAMPLE_404],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Add a webhook to a segment",
+        description=(
+            "The answer carries the signing secret (`secret`), which is never shown again: store it to "
+            "verify the `X-Recsite-Signature` of each call. Written to the audit log."
+        ),
+        tags=["segments"],
+        parameters=[SEGMENT_PARAMETER],
+        responses={201: SegmentWebhookCreated, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "entries only",
+                value={"url": "https://hooks.example.com/recsite", "on_enter": True, "on_exit": False},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "created",
+                value={**WEBHOOK_EXAMPLE, "secret": "whsec_Q2h…(43 characters)"},
+                response_only=True,
+                status_codes=["201"],
+            ),
+            OpenApiExample(
+                "bad URL",
+                value={"error": "url: Enter an http:// or https:// URL.", "field": "url", "details": {}},
+                response_only=True,
+                status_codes=["400"],
+            ),
+            ERROR_EXAMPLE_404,
+        ],
+    )
+    def post(self, request, *args, **kwargs):
+        segment = generics.get_object_or_404(Segment, pk=self.kwargs["segment"])
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            webhook, secret = webhook_services.webhook_create(
+                segment=segment,
+                url=serializer.validated_data["url"],
+                on_enter=serializer.validated_data["on_enter"],
+                on_exit=serializer.validated_data["on_exit"],
+                created_by=request.user,
+            )
+        except webhook_services.WebhookError as exc:
+            return error_response(f"{exc.field}: {exc}", field=exc.field)
+        data = SegmentWebhookCreated(webhook).data
+        return Response({**data, "secret": secret}, status=status.HTTP_201_CREATED)
+
+
+class SegmentWebhookDetail(generics.DestroyAPIView):
+    """Delete one of a segment's webhooks (and its delivery log); pending retries stop."""
+
+    permission_classes = [SegmentWebhookPermission]
+    serializer_class = SegmentWebhookSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SegmentWebhook.objects.none()
+        return SegmentWebhook.objects.filter(segment_id=self.kwargs["segment"]).select_related("segment")
+
+    @extend_schema(
+        summary="Delete a segment's webhook",
+        tags=["segments"],
+        parameters=[
+            SEGMENT_PARAMETER,
+            OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The webhook's id."),
+        ],
+        responses={204: None, 404: OpenApiTypes.OBJECT},
+    )
+    def delete(self, request, *args, **kwargs):
+        return super().delete(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        webhook_services.webhook_delete(webhook=instance, deleted_by=self.request.user)

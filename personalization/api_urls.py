@@ -37,4 +37,11 @@ urlpatterns += [
     path("segments/estimate", api.SegmentEstimate.as_view(), name="api_segment_estimate"),
     path("segments/<int:pk>/members", api.SegmentMembers.as_view(), name="api_segment_members"),
     path("segments/<int:pk>/refresh", api.SegmentRefreshStart.as_view(), name="api_segment_refresh"),
+    # <segment>, not <pk>: the webhook is the object of the second route (and of the matrix's pk).
+    path("segments/<int:segment>/webhooks", api.SegmentWebhookList.as_view(), name="api_segment_webhooks"),
+    path(
+        "segments/<int:segment>/webhooks/<int:pk>",
+        api.SegmentWebhookDetail.as_view(),
+        name="api_segment_webhook",
+    ),
 ]

@@ -1,45 +1,17 @@
-"""Plotly figure builders: plain data in, figure dicts out (no Django imports)."""
+"""Plotly figure builders: plain data in, figure dicts out (no Django imports).
+
+Colours come from the shared palette (``recsite.charts``), so an event type or a recommender
+has the same colour here as on the dashboard and the business-impact page.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import date
 
 import plotly.graph_objects as go
 
-# One colour per canonical event type, the same on every page.
-TYPE_COLOURS = {
-    "view": "#9aa5b1",
-    "play": "#3b82f6",
-    "pause": "#a78bfa",
-    "complete": "#10b981",
-    "abandon": "#ef4444",
-    "rate": "#f59e0b",
-    "like": "#ec4899",
-    "dislike": "#7f1d1d",
-    "add_to_list": "#14b8a6",
-    "add_to_cart": "#f97316",
-    "purchase": "#84cc16",
-    "search": "#64748b",
-    "click": "#0ea5e9",
-    "page": "#cbd5e1",
-    "other": "#d4d4d8",
-}
-
-LAYOUT = {
-    "margin": {"l": 48, "r": 16, "t": 24, "b": 40},
-    "paper_bgcolor": "rgba(0,0,0,0)",
-    "plot_bgcolor": "rgba(0,0,0,0)",
-    "font": {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
-    "legend": {"orientation": "h", "y": -0.15},
-    "hovermode": "x unified",
-}
-
-
-def figure_dict(fig: go.Figure) -> dict:
-    """A JSON-safe dict that Plotly.newPlot accepts (dates and numpy values serialised)."""
-    return json.loads(fig.to_json())
+from recsite.charts import LAYOUT, categorical_colour, event_type_colour, figure_dict, recommender_colour
 
 
 def events_per_day(rows: Iterable[tuple[date, str, int]]) -> dict:
@@ -54,7 +26,7 @@ def events_per_day(rows: Iterable[tuple[date, str, int]]) -> dict:
             x=[d.isoformat() for d, _ in points],
             y=[c for _, c in points],
             name=event_type.replace("_", " "),
-            marker_color=TYPE_COLOURS.get(event_type, TYPE_COLOURS["other"]),
+            marker_color=event_type_colour(event_type),
         )
     fig.update_layout(**LAYOUT, barmode="stack", yaxis_title="events", height=360)
     return figure_dict(fig)
@@ -65,7 +37,6 @@ def tag_affinities(rows: Iterable[tuple[str, str, float]]) -> dict:
 
     ``rows`` are (facet, tag, strength); negative strengths (disliked) point left.
     """
-    palette = ["#4f46e5", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9", "#84cc16", "#a78bfa", "#f97316"]
     by_facet: dict[str, list[tuple[str, float]]] = {}
     for facet, tag, strength in rows:
         by_facet.setdefault(facet, []).append((tag, strength))
@@ -79,24 +50,12 @@ def tag_affinities(rows: Iterable[tuple[str, str, float]]) -> dict:
             y=[f"{facet} / {t}" for t, _ in points],
             orientation="h",
             name=facet,
-            marker_color=palette[n % len(palette)],
+            marker_color=categorical_colour(n),
             hovertemplate="%{y}: %{x:.2f}<extra></extra>",
         )
     layout = {**LAYOUT, "hovermode": "closest", "margin": {**LAYOUT["margin"], "l": 200}}
     fig.update_layout(**layout, xaxis_title="interaction strength", height=max(260, 28 * count + 90))
     return figure_dict(fig)
-
-
-# One colour per recommender algorithm, the same on every page.
-ALGORITHM_COLOURS = {
-    "trending": "#f59e0b",
-    "popularity": "#9aa5b1",
-    "item_knn": "#3b82f6",
-    "ease": "#10b981",
-    "als": "#8b5cf6",
-    "content": "#ec4899",
-    "hybrid": "#0ea5e9",
-}
 
 
 def recommender_comparison(
@@ -111,7 +70,7 @@ def recommender_comparison(
             name=row["name"],
             x=list(metrics),
             y=[row["metrics"].get(m) for m in metrics],
-            marker_color=ALGORITHM_COLOURS.get(row["algorithm"], "#64748b"),
+            marker_color=recommender_colour(row["name"], row.get("algorithm")),
         )
     fig.update_layout(**LAYOUT, barmode="group", height=320, yaxis_title="offline metric (higher is better)")
     return figure_dict(fig)
@@ -128,7 +87,10 @@ def accuracy_vs_coverage(rows: list[dict]) -> dict:
             text=[row["label"]],
             textposition="top center",
             name=row["label"],
-            marker={"size": 12, "color": ALGORITHM_COLOURS.get(row["algorithm"], "#64748b")},
+            marker={
+                "size": 12,
+                "color": recommender_colour(row.get("name", row["label"]), row.get("algorithm")),
+            },
             showlegend=False,
         )
     layout = {**LAYOUT, "hovermode": "closest"}

@@ -19,11 +19,26 @@ from django.utils import timezone
 from . import eventstore
 from .models import Event, Interaction
 
+# Implicit-feedback weight of each canonical event type (negative = a bad signal), for
+# training (services.EVENT_WEIGHTS) and, unless INTERACTION_WEIGHTS overrides them, here.
+EVENT_WEIGHTS: dict[str, float] = {
+    "complete": 3.0,
+    "purchase": 3.0,
+    "add_to_list": 2.0,
+    "like": 2.0,
+    "add_to_cart": 1.5,
+    "play": 1.0,
+    "rate": 1.0,
+    "view": 0.5,
+    "click": 0.5,
+    "pause": 0.0,
+    "abandon": -1.0,
+    "dislike": -2.0,
+}
+
 
 def interaction_weights() -> dict[str, float]:
     """INTERACTION_WEIGHTS, falling back to the training weights for unlisted types."""
-    from .services import EVENT_WEIGHTS
-
     return {**EVENT_WEIGHTS, **settings.INTERACTION_WEIGHTS}
 
 

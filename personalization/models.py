@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
 
@@ -15,6 +15,14 @@ class Source(models.Model):
         return self.name
 
 
+class ProfileQuerySet(models.QuerySet):
+    def delete(self):
+        """Lock the rows first (see ``Profile.delete``)."""
+        with transaction.atomic(using=self.db):
+            list(self.select_for_update().values_list("pk", flat=True))
+            return super().delete()
+
+
 class Profile(models.Model):
     """One person: known by ``external_id`` (Segment's userId) and/or anonymous ids."""
 
@@ -24,6 +32,8 @@ class Profile(models.Model):
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProfileQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -44,6 +54,14 @@ class Profile(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("personalization:profile_detail", args=[self.pk])
+
+    def delete(self, using=None, keep_parents=False):
+        """Lock the row before collecting what cascades: events and interactions have no
+        database foreign key, so a batch being ingested for this profile (which holds a
+        share lock on it) must commit first, for the cascade to see and delete its rows."""
+        with transaction.atomic(using=using):
+            list(Profile.objects.using(using).select_for_update().filter(pk=self.pk).values_list("pk"))
+            return super().delete(using=using, keep_parents=keep_parents)
 
 
 class AnonymousId(models.Model):
@@ -85,7 +103,14 @@ class Event(models.Model):
     message_id = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="The name as received, e.g. 'Video Playback Started'.")
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="events", db_index=False)
+    # No database constraint on the profile (db_constraint=False): checking it for every
+    # ingested row at commit cost more than any other check. The application keeps the
+    # integrity instead (docs/architecture.md, "Profiles without foreign-key constraints").
+    profile = models.ForeignKey(
+        Profile, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
+    )
+    # No database constraint on the item either: ingestion locks the items it writes to
+    # (``FOR KEY SHARE``) and item deletion locks first (catalog.models.Item.delete).
     item = models.ForeignKey(
         "catalog.Item",
         null=True,
@@ -93,6 +118,7 @@ class Event(models.Model):
         on_delete=models.SET_NULL,
         related_name="events",
         db_index=False,
+        db_constraint=False,
     )
     value = models.FloatField(null=True, blank=True)
     properties = models.JSONField(default=dict, blank=True)
@@ -396,12 +422,17 @@ class Interaction(models.Model):
     """The implicit-feedback strength of one (profile, item) pair, maintained on ingestion so
     that training and segments need not scan raw events."""
 
-    # Covered by the unique (profile, item) and the (item, strength) indexes.
+    # Covered by the unique (profile, item) and the (item, strength) indexes. No database
+    # constraint on the profile, as for Event.profile.
     profile = models.ForeignKey(
-        Profile, on_delete=models.CASCADE, related_name="interactions", db_index=False
+        Profile, on_delete=models.CASCADE, related_name="interactions", db_index=False, db_constraint=False
     )
     item = models.ForeignKey(
-        "catalog.Item", on_delete=models.CASCADE, related_name="interactions", db_index=False
+        "catalog.Item",
+        on_delete=models.CASCADE,
+        related_name="interactions",
+        db_index=False,
+        db_constraint=False,
     )
     strength = models.FloatField(default=0.0)
     count = models.PositiveIntegerField(default=0)

@@ -27,6 +27,7 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from catalog.models import ItemTag, Tag
+from recsite import outbox
 
 from .models import (
     DeclaredPreference,
@@ -157,6 +158,10 @@ def _tag(slug_path: Any, path: str, ctx: CompileContext) -> str:
 
 
 def _window(cond: dict, path: str, *, required: bool = True) -> None:
+    """``last_days`` (D days back from now) or ``from`` and ``to`` (dates, inclusive, UTC days)."""
+    if "last_days" in cond and ("from" in cond or "to" in cond):
+        key = "from" if "from" in cond else "to"
+        raise RuleError(f"{path}.{key}", "give either last_days or from and to, not both.")
     if "last_days" in cond:
         _int(cond["last_days"], f"{path}.last_days", low=1, high=3650)
     elif "from" in cond or "to" in cond:
@@ -231,8 +236,6 @@ def _validate_condition(cond: dict, path: str, ctx: CompileContext) -> None:
         if kind == "performed":
             _choice(cond.get("count_op", "at_least"), COUNT_OPS, f"{path}.count_op")
             _int(cond.get("count", 1), f"{path}.count", low=0)
-        if kind == "first_time_within" and "last_days" not in cond:
-            raise RuleError(f"{path}.last_days", "is required.")
     elif kind == "stopped":
         _event_filter(cond, path, ctx)
         long_days = _int(_need(cond, "long_days", path), f"{path}.long_days", low=2, high=3650)
@@ -360,13 +363,24 @@ def _none_of(events: QuerySet) -> Q:
     return ~Q(Exists(events.filter(profile_id=OuterRef("pk"))))
 
 
-def _in_window(events: QuerySet, cond: dict, now: datetime) -> QuerySet:
+def _window_bounds(cond: dict, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """[start, end) of a condition's window; (None, None) without one. ``to`` is inclusive: the
+    window ends at the midnight (UTC) after it."""
     if "last_days" in cond:
-        return events.filter(timestamp__gte=now - timedelta(days=cond["last_days"]))
+        return now - timedelta(days=cond["last_days"]), None
     if "from" in cond:
         start = datetime.combine(date.fromisoformat(str(cond["from"])), datetime.min.time(), tzinfo=UTC)
         end = datetime.combine(date.fromisoformat(str(cond["to"])), datetime.min.time(), tzinfo=UTC)
-        return events.filter(timestamp__gte=start, timestamp__lt=end + timedelta(days=1))
+        return start, end + timedelta(days=1)
+    return None, None
+
+
+def _in_window(events: QuerySet, cond: dict, now: datetime) -> QuerySet:
+    start, end = _window_bounds(cond, now)
+    if start is not None:
+        events = events.filter(timestamp__gte=start)
+    if end is not None:
+        events = events.filter(timestamp__lt=end)
     return events
 
 
@@ -570,9 +584,10 @@ def _condition_q(cond: dict, ctx: CompileContext) -> Q:
     if kind == "not_performed":
         return _none_of(_in_window(_matching_events(cond, ctx), cond, ctx.now))
     if kind == "first_time_within":
+        # In the window (the last D days, or between two dates) and never before it.
         events = _matching_events(cond, ctx)
-        start = ctx.now - timedelta(days=cond["last_days"])
-        return _ids(events.filter(timestamp__gte=start)) & _none_of(events.filter(timestamp__lt=start))
+        start, _end = _window_bounds(cond, ctx.now)
+        return _ids(_in_window(events, cond, ctx.now)) & _none_of(events.filter(timestamp__lt=start))
     if kind == "stopped":
         events = _matching_events(cond, ctx)
         recent = ctx.now - timedelta(days=cond["recent_days"])
@@ -1075,7 +1090,7 @@ def discovery_job_create(*, k: int | None, max_k: int = 8, created_by=None) -> D
         max_k=max_k,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
-    transaction.on_commit(lambda: tasks.segment_discovery_execute.delay(job.pk))
+    outbox.enqueue(tasks.segment_discovery_execute, job.pk)
     return job
 
 

@@ -15,14 +15,14 @@ The rest lives here:
   ``ITEMS_MAX_AGE`` seconds (bulk updates that bypass ``updated_at`` are caught then);
 - precomputed lists, per process (an LRU of ``SERVING_LISTS_PER_PROCESS``) in front of the
   Django cache (Redis when configured) in front of the database. A run's lists never
-  change once stored, so entries are keyed by run and profile and never go stale;
-- API tokens, per process, for ``SERVING_CACHE_SECONDS``, so that a script's requests do
-  not each read the token, the user and the user's permissions.
+  change once stored, so entries are keyed by run and profile and never go stale.
+
+API tokens (with their users and permissions) are remembered for ``SERVING_CACHE_SECONDS``
+too, for every API endpoint, by ``recsite.tokens``; ``serving_cache_clear`` forgets them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -33,9 +33,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 from django.urls import reverse
-from rest_framework import authentication
 
 from catalog.models import Item, ItemTag, Tag
+from recsite.tokens import token_cache_clear
 
 from .models import Placement, PrecomputedList, Recommender
 
@@ -275,38 +275,6 @@ def precomputed_get(*, run: RecommenderRef, profile_id: int) -> tuple[list, list
     return value
 
 
-# --- API tokens --------------------------------------------------------------------------
-
-_tokens: dict[str, tuple[float, object, object]] = {}
-
-
-def token_cached(authenticator):
-    """``authenticator`` (a DRF authentication instance) with its token lookups remembered
-    for ``SERVING_CACHE_SECONDS`` in this process: the user (and, through the user object,
-    its permissions) of each token. A revoked token or a removed role therefore takes up to
-    that long to stop working where this is used; 0 turns the cache off. The instance keeps
-    its class, so the OpenAPI schema sees the project's token scheme."""
-    if not isinstance(authenticator, authentication.TokenAuthentication):
-        return authenticator
-    lookup = authenticator.authenticate_credentials
-
-    def authenticate_credentials(key):
-        digest = hashlib.sha256(key.encode()).hexdigest()  # no clear keys kept in memory
-        now = time.monotonic()
-        hit = _tokens.get(digest)
-        if hit is not None and now - hit[0] < settings.SERVING_CACHE_SECONDS:
-            return hit[1], hit[2]
-        user, token = lookup(key)
-        if settings.SERVING_CACHE_SECONDS > 0:
-            if len(_tokens) > 10_000:
-                _tokens.clear()
-            _tokens[digest] = (now, user, token)
-        return user, token
-
-    authenticator.authenticate_credentials = authenticate_credentials
-    return authenticator
-
-
 def serving_cache_clear() -> None:
     """Forget everything this process holds (tests; after restoring a backup)."""
     global _snapshot, _items, _tag_names, _items_loaded_at
@@ -315,4 +283,4 @@ def serving_cache_clear() -> None:
         _items, _tag_names = {}, {}
         _items_loaded_at = 0.0
         _lists.clear()
-        _tokens.clear()
+    token_cache_clear()

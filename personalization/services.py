@@ -31,25 +31,10 @@ from catalog.models import Item, ItemTag
 from recsite.services import audit_record
 
 from . import evaluation, recommenders
+from .interactions import EVENT_WEIGHTS  # kept there: ingestion needs it without NumPy and pandas
 from .models import Event, Interaction, ModelArtifact, PrecomputedList, Profile, Recommender, TrainingRun
 
 logger = logging.getLogger(__name__)
-
-# Implicit-feedback weight of each canonical event type (negative = a bad signal).
-EVENT_WEIGHTS: dict[str, float] = {
-    "complete": 3.0,
-    "purchase": 3.0,
-    "add_to_list": 2.0,
-    "like": 2.0,
-    "add_to_cart": 1.5,
-    "play": 1.0,
-    "rate": 1.0,
-    "view": 0.5,
-    "click": 0.5,
-    "pause": 0.0,
-    "abandon": -1.0,
-    "dislike": -2.0,
-}
 
 
 class TrainingError(Exception):

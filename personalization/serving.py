@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -407,6 +407,7 @@ def results_build(
     candidates = candidates[:k]
     tag_paths = {t for c in candidates for t in c.reason.get("tags", [])}
     tag_names = servecache.tag_names_get(tag_paths) if tag_paths else {}
+    ids = os.urandom(16 * len(candidates)).hex()  # one random 32-hex id per result
     return [
         Recommendation(
             item=items[c.item_id],
@@ -414,7 +415,7 @@ def results_build(
             rank=rank,
             reason=_reason_text(c.reason, items, tag_names),
             reason_data=c.reason,
-            recommendation_id=uuid.uuid4().hex,
+            recommendation_id=ids[32 * (rank - 1) : 32 * rank],
             recommender=c.recommender,
         )
         for rank, c in enumerate(candidates, start=1)

@@ -14,9 +14,12 @@ import csv
 import hashlib
 import json
 import logging
+import math
+import queue
 import secrets
+import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -38,12 +41,14 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "rs_wk_"
 # last_used_at is written at most this often per key, to keep the hot path read-only.
-LAST_USED_GRANULARITY = timedelta(seconds=60)
 FUTURE_TOLERANCE = timedelta(hours=24)
 KINDS = {"track", "page", "screen", "identify", "alias"}
 CANONICAL_TYPES = frozenset(Event.Type.values) - {"identify", "alias"}
 VALUE_PROPERTIES = ("value", "rating", "revenue", "price")
 MAX_NAME_LENGTH = 200
+# One encoder for every event: json.dumps with non-default separators builds a new one per call.
+# NaN and Infinity are refused: they are not JSON, and PostgreSQL's jsonb rejects them.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 # --- Write keys ---------------------------------------------------------------------------
@@ -95,18 +100,9 @@ def write_key_authenticate(*, authorization: str, now: datetime | None = None) -
     key = decoded.partition(":")[0]
     if not key:
         return None
-    write_key = (
-        WriteKey.objects.select_related("source")
-        .filter(key_hash=key_hash(key), revoked_at__isnull=True)
-        .first()
-    )
-    if write_key is None:
-        return None
-    now = now or timezone.now()
-    if write_key.last_used_at is None or now - write_key.last_used_at >= LAST_USED_GRANULARITY:
-        WriteKey.objects.filter(pk=write_key.pk).update(last_used_at=now)
-        write_key.last_used_at = now
-    return write_key
+    from recsite.tokens import key_lookup  # the same lookup as API tokens
+
+    return key_lookup(WriteKey.objects.select_related("source"), key_hash=key_hash(key), now=now)
 
 
 # --- Validation -------------------------------------------------------------------------------
@@ -260,9 +256,11 @@ def _properties_finish(properties: dict, limits: Limits) -> tuple[str | None, fl
             break
     # Serialised once, here: the size check and the INSERT both use it.
     try:
-        properties_json = json.dumps(properties, separators=(",", ":"))
+        properties_json = _JSON.encode(properties)
     except RecursionError:
         raise Rejected("properties are nested too deeply.", "properties") from None
+    except ValueError:
+        raise Rejected("properties must not contain NaN or Infinity.", "properties") from None
     if limits.check_event_size and len(properties_json) > limits.max_event_bytes:
         raise Rejected(f"The event is larger than {limits.max_event_bytes} bytes.", "properties")
     if "\\u0000" in properties_json:
@@ -422,8 +420,11 @@ def messages_store(
         unique.append(message)
     if unique:
         with transaction.atomic():
-            _store(source=source, parsed=unique, received_at=received_at, results=results, report=report,
-                   bulk=bulk)  # fmt: skip
+            stored, created = _store(source=source, parsed=unique, received_at=received_at,
+                                     results=results, report=report, bulk=bulk)  # fmt: skip
+        # After the events' commit (when this is the outermost transaction): the UPDATE's row
+        # locks would otherwise queue every other batch of the same profiles until then.
+        _profiles_seen(stored, created=created)
     report.messages = unique
 
 
@@ -441,7 +442,9 @@ def _store(
     results: list,
     report: IngestReport,
     bulk: bool = False,
-) -> None:
+) -> tuple[list[Message], set[int]]:
+    """Store ``parsed`` (unique message ids); returns the messages actually stored and the
+    profiles created for them."""
     # Duplicates are found by the INSERT itself (ON CONFLICT DO NOTHING RETURNING), which
     # probes the unique index anyway. Only messages that may change identity (merge, link,
     # traits) are checked first, so that a replay does not apply them again.
@@ -457,7 +460,7 @@ def _store(
         else:
             fresh.append(m)
     if not fresh:
-        return
+        return [], set()
     ids = _ProfileIds(fresh)
     # Messages that change identity go one by one (rare); then everything else in bulk.
     for m in fresh:
@@ -493,6 +496,7 @@ def _store(
     report.profiles_created += ids.create_missing(fresh)
     for m in fresh:
         m.profile_id = ids.profile_for(m)
+    report.profiles_created += _profiles_hold(fresh, ids)
     report.items_created += _items_resolve(fresh)
 
     rows = [
@@ -530,22 +534,59 @@ def _store(
             if m.item_id is not None and m.event_type in weights
         )
     )
-    _profiles_seen(fresh)
+    return fresh, ids.created
+
+
+def _profiles_hold(messages: list[Message], ids: _ProfileIds) -> int:
+    """Make sure every profile the batch writes to exists and stays until commit.
+
+    Events and interactions have no database foreign key to their profile (a check per row at
+    commit): profiles found by the look-ups are locked there
+    (``FOR KEY SHARE``), those made by this batch are ours, and the few others (from identity
+    resolution) are locked here. One deleted or merged away meanwhile makes the batch resolve
+    its ids again, as if it had arrived after. Returns the profiles created on the way."""
+    created = 0
+    for _ in range(3):
+        unlocked = {m.profile_id for m in messages} - ids.locked
+        if not unlocked:
+            return created
+        gone = unlocked - eventstore.profiles_lock(list(unlocked))
+        ids.locked |= unlocked - gone
+        if not gone:
+            return created
+        logger.info("profiles %s went away during ingestion; resolving again", sorted(gone))
+        ids.load(messages)
+        for m in messages:
+            m.profile_id = None
+        created += ids.create_missing(messages)
+        for m in messages:
+            m.profile_id = ids.profile_for(m)
+    raise RuntimeError("Profiles kept disappearing during ingestion; the batch was not stored.")
 
 
 class _ProfileIds:
     """Profile ids of a batch's user ids and anonymous ids: two queries, then lookups."""
 
-    def __init__(self, messages: list[Message]):
+    def __init__(self, messages: list[Message], *, lock: bool = True):
+        # lock=False: the importer's look-ahead, outside the writing transaction; the
+        # writer locks every profile of the chunk itself (``_profiles_hold``).
+        self.lock = lock
         self.users: dict[str, int] = {}
         self.anons: dict[str, tuple[int, str | None]] = {}
+        # Profiles that cannot be deleted before this transaction ends: locked by a look-up,
+        # or created by it (see _profiles_hold).
+        self.locked: set[int] = set()
+        self.created: set[int] = set()
         self.load(messages)
 
     def load(self, messages: list[Message]) -> None:
         user_ids = {m.user_id for m in messages if m.user_id}
         anon_ids = {m.anonymous_id for m in messages if m.anonymous_id}
-        self.users = eventstore.profiles_by_user_id(list(user_ids))
-        self.anons = eventstore.anonymous_owners(list(anon_ids))
+        self.users = eventstore.profiles_by_user_id(list(user_ids), lock=self.lock)
+        self.anons = eventstore.anonymous_owners(list(anon_ids), lock=self.lock)
+        if self.lock:
+            self.locked.update(self.users.values())
+            self.locked.update(pk for pk, _ in self.anons.values())
 
     def needs_identity_work(self, m: Message) -> bool:
         if m.kind in ("identify", "alias"):
@@ -570,50 +611,69 @@ class _ProfileIds:
         return self.anons[m.anonymous_id][0]
 
     def create_missing(self, messages: list[Message]) -> int:
-        """Bulk-create profiles for unseen user ids and unseen anonymous ids."""
-        first: dict[str, datetime] = {}
-        new_users: dict[str, datetime] = {}
+        """Bulk-create profiles for unseen user ids and unseen anonymous ids, already spanning
+        their messages' times (so first/last seen need not rewrite them)."""
+        first: dict[str, tuple[datetime, datetime]] = {}
+        new_users: dict[str, tuple[datetime, datetime]] = {}
         for m in messages:
             if m.profile_id is not None:
                 continue
             if m.user_id:
                 if m.user_id not in self.users:
-                    new_users[m.user_id] = min(m.timestamp, new_users.get(m.user_id, m.timestamp))
+                    _widen(new_users, m.user_id, m.timestamp)
             elif m.anonymous_id not in self.anons:
-                first[m.anonymous_id] = min(m.timestamp, first.get(m.anonymous_id, m.timestamp))
+                _widen(first, m.anonymous_id, m.timestamp)
         created = 0
         if new_users:
-            eventstore.profiles_create(sorted(new_users.items()), now=timezone.now())
-            self.users.update(eventstore.profiles_by_user_id(list(new_users)))
+            made = eventstore.profiles_create(
+                [(user, lo, hi) for user, (lo, hi) in sorted(new_users.items())], now=timezone.now()
+            )
+            self.created.update(made)
+            # Ours, or made meanwhile by a concurrent batch (locked by the look-up).
+            found = eventstore.profiles_by_user_id(list(new_users), lock=self.lock)
+            self.users.update(found)
+            if self.lock:
+                self.locked.update(found.values())
             created += len(new_users)
         if first:
             first = dict(sorted(first.items()))
-            made = eventstore.profiles_create([(None, at) for at in first.values()], now=timezone.now())
+            made = eventstore.profiles_create(
+                [(None, lo, hi) for lo, hi in first.values()], now=timezone.now()
+            )
             AnonymousId.objects.bulk_create(
                 [AnonymousId(anonymous_id=a, profile_id=pk) for a, pk in zip(first, made, strict=True)],
                 ignore_conflicts=True,
             )
-            owners = dict(
-                AnonymousId.objects.filter(anonymous_id__in=list(first)).values_list(
-                    "anonymous_id", "profile_id"
-                )
-            )
+            owners = eventstore.anonymous_owners(list(first), lock=self.lock)
             # Lost a race for an anonymous id: drop the empty profile made for it.
-            orphans = [pk for a, pk in zip(first, made, strict=True) if owners[a] != pk]
+            orphans = [pk for a, pk in zip(first, made, strict=True) if owners.get(a, (None,))[0] != pk]
             if orphans:
                 Profile.objects.filter(pk__in=orphans).delete()
-            for anon, pk in owners.items():
-                self.anons[anon] = (pk, None)
+            self.anons.update(owners)
+            if self.lock:
+                self.locked.update(pk for pk, _ in owners.values())
+            self.created.update(set(made) - set(orphans))
             created += len(made) - len(orphans)
         return created
 
 
-def _items_resolve(messages: list[Message]) -> int:
-    """Set ``item_id`` from item references; unknown ids become placeholders or are dropped."""
+def _widen(spans: dict, key: object, at: datetime) -> None:
+    lo_hi = spans.get(key)
+    if lo_hi is None:
+        spans[key] = (at, at)
+    elif at < lo_hi[0] or at > lo_hi[1]:
+        spans[key] = (min(lo_hi[0], at), max(lo_hi[1], at))
+
+
+def _items_resolve(messages: list[Message], *, lock: bool = True) -> int:
+    """Set ``item_id`` from item references; unknown ids become placeholders or are dropped.
+    The items are locked until the transaction ends (no database foreign key guards events
+    and interactions against an item deleted meanwhile), unless ``lock`` is false (the
+    importer's look-ahead: its writer locks them, ``_import_write``)."""
     refs = {m.item_ref for m in messages if m.item_ref}
     if not refs:
         return 0
-    known = eventstore.items_by_external_id(list(refs))
+    known = eventstore.items_by_external_id(list(refs), lock=lock)
     created = 0
     missing = refs - known.keys()
     if missing and settings.TRACKING_UNKNOWN_ITEMS == "placeholder":
@@ -629,7 +689,7 @@ def _items_resolve(messages: list[Message]) -> int:
             ],
             ignore_conflicts=True,
         )
-        known.update(eventstore.items_by_external_id(list(missing)))
+        known.update(eventstore.items_by_external_id(list(missing), lock=lock))
         created = len(missing)
     for m in messages:
         if m.item_ref:
@@ -637,16 +697,18 @@ def _items_resolve(messages: list[Message]) -> int:
     return created
 
 
-def _profiles_seen(messages: list[Message]) -> None:
-    """first_seen/last_seen of every touched profile, in one statement."""
+def _profiles_seen(messages: list[Message], *, created: set[int]) -> None:
+    """first_seen/last_seen of every touched profile, in one statement (profiles the batch
+    created already span its messages)."""
+    eventstore.profiles_seen(_seen_rows(messages, created=created))
+
+
+def _seen_rows(messages: list[Message], *, created: set[int]) -> list[tuple[int, datetime, datetime]]:
     span: dict[int, tuple[datetime, datetime]] = {}
     for m in messages:
-        lo_hi = span.get(m.profile_id)
-        if lo_hi is None:
-            span[m.profile_id] = (m.timestamp, m.timestamp)
-        elif m.timestamp < lo_hi[0] or m.timestamp > lo_hi[1]:
-            span[m.profile_id] = (min(lo_hi[0], m.timestamp), max(lo_hi[1], m.timestamp))
-    eventstore.profiles_seen([(pk, lo, hi) for pk, (lo, hi) in span.items()])
+        if m.profile_id not in created:
+            _widen(span, m.profile_id, m.timestamp)
+    return [(pk, lo, hi) for pk, (lo, hi) in span.items()]
 
 
 # --- Request bodies --------------------------------------------------------------------------------
@@ -720,9 +782,12 @@ def _csv_parse(
         properties[limits.item_properties[0]] = row["item_id"]
     if row.get("value"):
         try:
-            properties["value"] = float(row["value"])
+            value = float(row["value"])
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
             raise Rejected(f"value {row['value']!r} is not a number.", "value") from None
+        properties["value"] = value
     name = _string(row.get("event"), "event", required=True)
     timestamp: object = row.get("timestamp") or None
     if isinstance(timestamp, str) and timestamp.replace(".", "", 1).isdigit():
@@ -756,12 +821,16 @@ def _import_rows(path: Path, fmt: str, prefix: str):
 def _import_rows_read(path: Path, fmt: str, prefix: str):
     with path.open(newline="", encoding="utf-8") as handle:
         if fmt == "csv":
-            reader = csv.DictReader(handle)
-            missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
+            # csv.reader and zip: DictReader's per-row Python cost was a tenth of the import.
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            missing = set(CSV_COLUMNS) - set(header)
             if missing:
                 raise ImportFailed(f"Missing CSV columns: {', '.join(sorted(missing))}.")
             for row in reader:
-                yield reader.line_num, row
+                if row:
+                    # A short row lacks the last columns (read as empty), as with DictReader.
+                    yield reader.line_num, dict(zip(header, row, strict=False))
         else:
             for number, text in enumerate(handle, start=1):
                 if not text.strip():
@@ -780,42 +849,25 @@ def _import_rows_read(path: Path, fmt: str, prefix: str):
                 yield number, message
 
 
-def events_import(
-    *,
-    path: str | Path,
-    source_name: str = "import",
-    fmt: str | None = None,
-    strict: bool = False,
-    restart: bool = False,
-    chunk_size: int = 20_000,
-    progress: Callable[[ImportReport], None] | None = None,
-) -> ImportReport:
-    """Import a CSV (user_id,item_id,event,value,timestamp[,anonymous_id,properties]) or
-    NDJSON (Segment messages) file in chunks. Each chunk commits with a checkpoint of its
-    last line, so a rerun resumes after it; message ids default to "<file>:<line>", so
-    re-importing a line is a duplicate, not a second event.
+@dataclass
+class _ParsedChunk:
+    lines: list[int]
+    parsed: list[Message]
+    bad: list[tuple[int, str]]
+    skipped: int
+    received_at: datetime
 
-    Same rules as the API (validation, identity, items, de-duplication, interaction
-    strengths), with the bulk write path: events are COPYed on PostgreSQL and each chunk
-    commits asynchronously (see ``eventstore.commit_asynchronous``)."""
-    path = Path(path).resolve()
-    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
-    source, _ = Source.objects.get_or_create(name=source_name)
-    key = f"{source.pk}:{path}"
-    checkpoint, _ = ImportCheckpoint.objects.get_or_create(key=key[:500])
-    if restart:
-        checkpoint.line, checkpoint.stored = 0, 0
-        checkpoint.save(update_fields=["line", "stored", "updated_at"])
-    report = ImportReport(resumed_from=checkpoint.line)
-    prefix = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    limits = limits_load()
+
+def _import_chunks(
+    *, path: Path, fmt: str, prefix: str, after_line: int, chunk_size: int, limits: Limits
+) -> Iterator[_ParsedChunk]:
+    """The file's lines after ``after_line``, parsed, in chunks. No database access: this
+    runs in the parser thread."""
+    skipped = 0
     chunk: list[tuple[int, object]] = []
 
-    def flush() -> None:
-        if not chunk:
-            return
+    def parse() -> _ParsedChunk:
         received_at = timezone.now()
-        lines = [n for n, _ in chunk]
         bad: list[tuple[int, str]] = []
         parsed: list[Message] = []
         for index, (number, payload) in enumerate(chunk):
@@ -832,35 +884,345 @@ def events_import(
                 bad.append((number, str(exc)))
                 continue
             parsed.append(message)
-        if strict and bad:
-            raise ImportFailed(f"line {bad[0][0]}: {bad[0][1]}")
-        result = IngestReport(results=[None] * len(chunk))
-        with transaction.atomic():
-            eventstore.commit_asynchronous()
-            messages_store(source=source, parsed=parsed, received_at=received_at, report=result, bulk=True)
-            rejected = [
-                (lines[r["index"]], r["error"]) for r in result.results if r and r["status"] == "rejected"
-            ]
-            if strict and rejected:
-                raise ImportFailed(f"line {rejected[0][0]}: {rejected[0][1]}")
-            ImportCheckpoint.objects.filter(pk=checkpoint.pk).update(
-                line=lines[-1], stored=F("stored") + result.stored, updated_at=timezone.now()
-            )
-        report.errors.extend(sorted(bad + rejected))
-        report.stored += result.stored
-        report.duplicates += result.duplicates
-        report.rejected += len(bad) + len(rejected)
-        report.lines = lines[-1]
-        chunk.clear()
-        if progress:
-            progress(report)
+        return _ParsedChunk([n for n, _ in chunk], parsed, bad, skipped, received_at)
 
     for number, payload in _import_rows(path, fmt, prefix):
-        if number <= checkpoint.line:
-            report.skipped += 1
+        if number <= after_line:
+            skipped += 1
             continue
         chunk.append((number, payload))
         if len(chunk) >= chunk_size:
-            flush()
-    flush()
+            yield parse()
+            chunk, skipped = [], 0
+    if chunk or skipped:
+        yield parse()
+
+
+def _read_ahead(items: Iterator[_ParsedChunk]) -> Iterator[_ParsedChunk]:
+    """Produce ``items`` in a thread, one ahead of the consumer: the next chunk is read and
+    parsed while the database writes this one (psycopg releases the GIL while it waits).
+    The producer's exceptions are raised here, in order."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=produce, name="import-parser", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slot.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Prepared:
+    """A chunk resolved by the look-ahead (``_import_prepare``), ready for the writer."""
+
+    chunk: _ParsedChunk
+    result: IngestReport
+    fresh: list[Message]
+    ids: _ProfileIds
+    rows: list[tuple]
+    deltas: dict
+    seen: list[tuple]
+
+
+def _event_rows(source: Source, messages: list[Message], received_at: datetime) -> list[tuple]:
+    return [
+        (source.pk, m.message_id, m.name, m.event_type, m.profile_id, m.item_id, m.value,
+         m.properties_json, m.timestamp, received_at)
+        for m in messages
+    ]  # fmt: skip
+
+
+def _deltas(messages: list[Message]) -> dict:
+    weights = interactions.interaction_weights()
+    return interactions.deltas_collect(
+        (
+            m.profile_id,
+            m.item_id,
+            interactions.event_weight(
+                event_type=m.event_type, value=m.value, properties=m.properties, weights=weights
+            ),
+            m.timestamp,
+        )
+        for m in messages
+        if m.item_id is not None and m.event_type in weights
+    )
+
+
+def _import_prepare(source: Source, chunk: _ParsedChunk) -> _Prepared | None:
+    """Resolve a chunk ahead of the writer, on this thread's connection in autocommit: its
+    profiles and placeholder items are created and committed now (so the next chunk's
+    look-ups see them), the event rows and interaction deltas are built. None when a message
+    needs identity work (identify, alias, a user id with an anonymous id): such a chunk is
+    stored whole by the writer, in order (``messages_store``).
+
+    Nothing is locked here: the writer locks every profile of the chunk in its transaction
+    and resolves again any that was deleted or merged away meanwhile (``_profiles_hold``)."""
+    if any(m.kind in ("identify", "alias") or (m.user_id and m.anonymous_id) for m in chunk.parsed):
+        return None
+    result = IngestReport(results=[None] * len(chunk.lines))
+    seen: set[str] = set()
+    fresh: list[Message] = []
+    for m in chunk.parsed:
+        if m.message_id in seen:
+            result.results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "duplicate"}
+            result.duplicates += 1
+            continue
+        seen.add(m.message_id)
+        fresh.append(m)
+    ids = _ProfileIds(fresh, lock=False)
+    result.profiles_created += ids.create_missing(fresh)
+    for m in fresh:
+        m.profile_id = ids.profile_for(m)
+    result.items_created += _items_resolve(fresh, lock=False)
+    rows = _event_rows(source, fresh, chunk.received_at)
+    return _Prepared(chunk, result, fresh, ids, rows, _deltas(fresh), _seen_rows(fresh, created=ids.created))
+
+
+def _import_write(source: Source, prepared: _Prepared) -> None:
+    """The writer's part of a prepared chunk, inside its transaction: lock the profiles and
+    items, COPY the events, add the interaction strengths, widen first/last seen."""
+    fresh, ids, result = prepared.fresh, prepared.ids, prepared.result
+    ids.lock = True
+    resolved = [(m.profile_id, m.item_id) for m in fresh]
+    result.profiles_created += _profiles_hold(fresh, ids)
+    item_ids = {m.item_id for m in fresh if m.item_id is not None}
+    if eventstore.items_lock(list(item_ids)) != item_ids:
+        # An item was deleted after the look-ahead: resolve the references again (locked).
+        result.items_created += _items_resolve(fresh)
+    # Built by the look-ahead; again only if the chunk had to be resolved again.
+    rows, deltas, seen = prepared.rows, prepared.deltas, prepared.seen
+    if [(m.profile_id, m.item_id) for m in fresh] != resolved:
+        rows, deltas = _event_rows(source, fresh, prepared.chunk.received_at), _deltas(fresh)
+        seen = _seen_rows(fresh, created=ids.created)
+    inserted = eventstore.events_copy(rows)
+    if inserted is None:
+        inserted = eventstore.events_insert(rows)
+    if len(inserted) < len(fresh):
+        # Already imported (a rerun with --restart): duplicates, not counted again.
+        lost = [m for m in fresh if m.message_id not in inserted]
+        for m in lost:
+            result.results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "duplicate"}
+        result.duplicates += len(lost)
+        fresh = [m for m in fresh if m.message_id in inserted]
+        deltas, seen = _deltas(fresh), _seen_rows(fresh, created=ids.created)
+    for m in fresh:
+        result.results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "stored"}
+    result.stored += len(fresh)
+    interactions.interactions_add(deltas=deltas)
+    eventstore.profiles_seen(seen)
+    result.messages = fresh
+
+
+class _ImportWriter:
+    """The import's database writer: a thread with its own connection that stores chunks in
+    order, one transaction each (events, strengths, checkpoint), while the caller resolves
+    the next chunk. A bounded queue keeps at most ``depth`` chunks waiting. The first error
+    stops the writer; the chunks committed before it stay, and ``collect``/``close`` raise it.
+
+    ``threaded=False`` (SQLite, which allows one writer; or a caller inside a transaction,
+    whose uncommitted rows another connection could not see): every chunk is stored on the
+    caller's connection when it is submitted."""
+
+    def __init__(self, *, source: Source, checkpoint: ImportCheckpoint, strict: bool, threaded: bool,
+                 depth: int = 1):  # fmt: skip
+        self.source, self.checkpoint, self.strict, self.threaded = source, checkpoint, strict, threaded
+        self.tasks: queue.Queue = queue.Queue(maxsize=depth)
+        self.done: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.failed = threading.Event()
+        self.idle = threading.Condition()
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+        if threaded:
+            self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+            self.thread.start()
+
+    def _store(self, task: _Prepared | _ParsedChunk) -> None:
+        chunk = task.chunk if isinstance(task, _Prepared) else task
+        lines = chunk.lines
+        with transaction.atomic():
+            eventstore.commit_asynchronous()
+            if isinstance(task, _Prepared):
+                result = task.result
+                _import_write(self.source, task)
+            else:
+                result = IngestReport(results=[None] * len(lines))
+                messages_store(source=self.source, parsed=chunk.parsed, received_at=chunk.received_at,
+                               report=result, bulk=True)  # fmt: skip
+            rejected = [
+                (lines[r["index"]], r["error"]) for r in result.results if r and r["status"] == "rejected"
+            ]
+            if self.strict and rejected:
+                raise ImportFailed(f"line {rejected[0][0]}: {rejected[0][1]}")
+            # In the chunk's transaction: the checkpoint advances only if the chunk commits.
+            ImportCheckpoint.objects.filter(pk=self.checkpoint.pk).update(
+                line=lines[-1], stored=F("stored") + result.stored, updated_at=timezone.now()
+            )
+        self.done.put((chunk, result, rejected))
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                task = self.tasks.get()
+                if task is None:
+                    return
+                try:
+                    if not self.failed.is_set():
+                        self._store(task)
+                except BaseException as exc:  # raised by the caller, in order
+                    self.error = exc
+                    self.failed.set()
+                finally:
+                    with self.idle:
+                        self.pending -= 1
+                        self.idle.notify_all()
+        finally:
+            connection.close()  # the thread's own connection
+
+    def submit(self, task: _Prepared | _ParsedChunk) -> None:
+        if not self.threaded:
+            self._store(task)
+            return
+        with self.idle:
+            self.pending += 1
+        while True:
+            if self.failed.is_set():
+                with self.idle:
+                    self.pending -= 1
+                return
+            try:
+                self.tasks.put(task, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def wait_idle(self) -> None:
+        """Until every submitted chunk is committed (or the writer failed)."""
+        with self.idle:
+            while self.pending and not self.failed.is_set():
+                self.idle.wait(0.1)
+
+    def collect(self) -> Iterator[tuple[_ParsedChunk, IngestReport, list]]:
+        """The chunks committed since the last call, in order; then the writer's error."""
+        while True:
+            try:
+                yield self.done.get_nowait()
+            except queue.Empty:
+                break
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def close(self) -> None:
+        """Let the submitted chunks finish (a failed writer skips them), stop the thread."""
+        if self.thread is not None:
+            self.tasks.put(None)
+            self.thread.join()
+            self.thread = None
+
+
+def events_import(
+    *,
+    path: str | Path,
+    source_name: str = "import",
+    fmt: str | None = None,
+    strict: bool = False,
+    restart: bool = False,
+    chunk_size: int = 20_000,
+    progress: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Import a CSV (user_id,item_id,event,value,timestamp[,anonymous_id,properties]) or
+    NDJSON (Segment messages) file in chunks. Each chunk commits with a checkpoint of its
+    last line, so a rerun resumes after it; message ids default to "<file>:<line>", so
+    re-importing a line is a duplicate, not a second event.
+
+    Same rules as the API (validation, identity, items, de-duplication, interaction
+    strengths), with the bulk write path, in three threads on PostgreSQL: one reads and
+    parses, this one resolves profiles and items and builds the rows (``_import_prepare``),
+    and a writer with its own connection stores the chunk before (``_ImportWriter``); events
+    are COPYed and each chunk commits asynchronously (see ``eventstore.commit_asynchronous``)."""
+    from django.db import connection
+
+    path = Path(path).resolve()
+    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    source, _ = Source.objects.get_or_create(name=source_name)
+    key = f"{source.pk}:{path}"
+    checkpoint, _ = ImportCheckpoint.objects.get_or_create(key=key[:500])
+    if restart:
+        checkpoint.line, checkpoint.stored = 0, 0
+        checkpoint.save(update_fields=["line", "stored", "updated_at"])
+    report = ImportReport(resumed_from=checkpoint.line)
+    prefix = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    chunks = _import_chunks(
+        path=path, fmt=fmt, prefix=prefix, after_line=checkpoint.line, chunk_size=chunk_size,
+        limits=limits_load(),
+    )  # fmt: skip
+    threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+    writer = _ImportWriter(source=source, checkpoint=checkpoint, strict=strict, threaded=threaded)
+
+    def account() -> None:
+        for chunk, result, rejected in writer.collect():
+            report.errors.extend(sorted(chunk.bad + rejected))
+            report.stored += result.stored
+            report.duplicates += result.duplicates
+            report.rejected += len(chunk.bad) + len(rejected)
+            report.lines = chunk.lines[-1]
+            if progress:
+                progress(report)
+
+    try:
+        for chunk in _read_ahead(chunks):
+            report.skipped += chunk.skipped
+            account()
+            if not chunk.lines:
+                continue
+            if strict and chunk.bad:
+                writer.close()
+                account()
+                raise ImportFailed(f"line {chunk.bad[0][0]}: {chunk.bad[0][1]}")
+            prepared = _import_prepare(source, chunk) if threaded else None
+            if prepared is not None:
+                writer.submit(prepared)
+            else:
+                # Identity work reads what the chunks before wrote: after their commit.
+                writer.wait_idle()
+                writer.submit(chunk)
+                writer.wait_idle()
+        writer.close()
+        account()
+    finally:
+        writer.close()
     return report

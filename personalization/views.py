@@ -1,13 +1,21 @@
+import json
+from datetime import datetime as _datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from . import charts, services, serving
+from catalog.models import Tag
+from recsite import tables
+
+from . import charts, identity, profiles, services, serving, tracking
 from .forms import PlacementForm, RecommenderForm
-from .models import Event, Placement, Profile, Recommender, TrainingRun
+from .models import Event, MergeRequest, Placement, Profile, ProfileMerge, Recommender, TrainingRun, WriteKey
 
 
 @permission_required("personalization.view_recommender", raise_exception=True)
@@ -151,28 +159,27 @@ def profile_preview(request):
     )
 
 
+PROFILE_COLUMNS = [
+    tables.Column("profile", "Profile", ("external_id",)),
+    tables.Column("first_seen", "First seen", ("first_seen",), descending_first=True),
+    tables.Column("last_seen", "Last seen", ("last_seen",), descending_first=True),
+    tables.Column("plan", "Plan"),
+]
+
+
 @permission_required("personalization.view_profile", raise_exception=True)
 def profile_list(request):
-    profiles = Profile.objects.order_by("-last_seen", "pk")
+    profiles = Profile.objects.all()
     query = request.GET.get("q", "").strip()
     if query:
         profiles = profiles.filter(Q(external_id__icontains=query) | Q(anonymous_ids__anonymous_id=query))
-    page = Paginator(profiles, 50).get_page(request.GET.get("page"))
-    return render(request, "personalization/profile_list.html", {"page": page, "q": query})
+    table = tables.table(request, profiles, PROFILE_COLUMNS, default_sort="-last_seen")
+    return render(
+        request, "personalization/profile_list.html", {"table": table, "page": table.page, "q": query}
+    )
 
 
 # --- Audience: customer 360, privacy, zero-party quiz, write keys, merge requests -------------
-
-import json  # noqa: E402
-from datetime import datetime as _datetime  # noqa: E402
-
-from django.http import HttpResponse  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from catalog.models import Tag  # noqa: E402
-
-from . import identity, profiles, tracking  # noqa: E402
-from .models import MergeRequest, ProfileMerge, WriteKey  # noqa: E402
 
 
 def _day(value: str):
@@ -348,21 +355,48 @@ def _experiment_variants() -> dict[str, list[str]]:
     return variants
 
 
+SEGMENT_COLUMNS = [
+    tables.Column("name", "Name", ("name",)),
+    tables.Column("kind", "Kind", ("kind", "name")),
+    tables.Column("size", "Size", ("size", "name"), numeric=True, descending_first=True),
+    tables.Column("history", "History"),
+    tables.Column("refreshed", "Refreshed", ("last_refreshed_at", "name"), descending_first=True),
+    tables.Column("schedule", "Schedule", ("refresh_every_minutes", "name")),
+]
+
+
 @permission_required("personalization.view_segment", raise_exception=True)
 def segment_list(request):
     from . import segments
     from .models import Segment, SegmentRefresh
 
-    items = list(Segment.objects.order_by("name", "pk"))
+    found = Segment.objects.all()
+    query = request.GET.get("q", "").strip()
+    if query:
+        found = found.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    kind = request.GET.get("kind", "")
+    if kind in Segment.Kind.values:
+        found = found.filter(kind=kind)
+    table = tables.table(request, found, SEGMENT_COLUMNS, default_sort="name")
+    items = list(table.page.object_list)
     sizes: dict[int, list[int]] = {}
-    history = SegmentRefresh.objects.filter(status=SegmentRefresh.Status.SUCCEEDED).order_by(
-        "started_at", "pk"
-    )
+    history = SegmentRefresh.objects.filter(
+        status=SegmentRefresh.Status.SUCCEEDED, segment__in=[s.pk for s in items]
+    ).order_by("started_at", "pk")
     for segment_id, size in history.values_list("segment_id", "size"):
         sizes.setdefault(segment_id, []).append(size or 0)
     for segment in items:
         segment.sparkline = segments.sparkline_points(sizes.get(segment.pk, [])[-30:])
-    return render(request, "personalization/segment_list.html", {"segments": items})
+    context = {
+        "segments": items,
+        "table": table,
+        "page": table.page,
+        "q": query,
+        "kind": kind,
+        "kinds": Segment.Kind.choices,
+        "filtered": bool(query or kind),
+    }
+    return render(request, "personalization/segment_list.html", context)
 
 
 @permission_required("personalization.add_segment", raise_exception=True)
@@ -378,7 +412,7 @@ def segment_edit(request, pk: int):
 
 
 def _segment_form(request, *, segment):
-    from django.db import transaction
+    from recsite import outbox
 
     from . import segments, tasks
     from .forms import SegmentForm
@@ -400,7 +434,7 @@ def _segment_form(request, *, segment):
             note = f" Unknown ids ({len(unknown)}): {', '.join(unknown[:20])}" if unknown else ""
             messages.success(request, f"{report.matched} profiles uploaded.{note}")
         elif segment.kind == Segment.Kind.DYNAMIC:
-            transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "manual"))
+            outbox.enqueue(tasks.segment_refresh, segment.pk, "manual")
             messages.success(request, f"Segment {segment.name} saved; a worker is computing its members.")
         return redirect(segment)
     context = {"form": form, "segment": segment, "builder": _segment_builder_context()}
@@ -519,13 +553,13 @@ def segment_webhook_delete(request, pk: int):
 @require_POST
 @permission_required("personalization.change_segment", raise_exception=True)
 def segment_refresh(request, pk: int):
-    from django.db import transaction
+    from recsite import outbox
 
     from . import tasks
     from .models import Segment
 
     segment = get_object_or_404(Segment, pk=pk, kind=Segment.Kind.DYNAMIC)
-    transaction.on_commit(lambda: tasks.segment_refresh.delay(segment.pk, "manual"))
+    outbox.enqueue(tasks.segment_refresh, segment.pk, "manual")
     messages.success(request, "Refresh queued; the size updates when the worker finishes.")
     return redirect(segment)
 

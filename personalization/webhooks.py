@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from recsite import outbox
 from recsite.services import audit_record
 
 from .models import Segment, SegmentMembership, SegmentRefresh, SegmentWebhook, WebhookDelivery
@@ -189,7 +190,7 @@ def webhooks_enqueue(*, refresh: SegmentRefresh) -> None:
         return
     from . import tasks
 
-    transaction.on_commit(lambda: tasks.segment_webhooks_dispatch.delay(refresh.pk))
+    outbox.enqueue(tasks.segment_webhooks_dispatch, refresh.pk)
 
 
 # --- Delivery ----------------------------------------------------------------------------------

@@ -3,7 +3,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
-from .models import ApiToken, AuditEntry, ImpactDaily, ImpactRefresh, RecommendationImpression, UserPreference
+from .models import (
+    ApiToken,
+    AuditEntry,
+    ImpactDaily,
+    ImpactRefresh,
+    OutboxTask,
+    RecommendationImpression,
+    UserPreference,
+)
 from .security import ThrottledAuthenticationForm
 from .services import audit_record
 
@@ -68,6 +76,13 @@ class ImpactDailyAdmin(_ReadOnlyAdmin):
 class ImpactRefreshAdmin(_ReadOnlyAdmin):
     list_display = ("started_at", "status", "day_from", "day_to", "rows", "finished_at")
     list_filter = ("status",)
+
+
+@admin.register(OutboxTask)
+class OutboxTaskAdmin(_ReadOnlyAdmin):
+    # Messages waiting for the broker (recsite/outbox.py); beat sends them again.
+    list_display = ("created_at", "task", "args", "attempts", "last_attempt_at", "last_error")
+    list_filter = ("task",)
 
 
 @admin.register(UserPreference)

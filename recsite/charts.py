@@ -3,20 +3,64 @@
 Pure module: plain data in, Plotly figure dicts out (no Django imports). A recommender keeps
 its algorithm's colour and a variant its position's colour on every page; placements, which
 have neither, get a colour from a stable hash of their key, so a placement looks the same on
-every chart and every day.
+every chart and every day. ``personalization.charts`` and ``experiments.charts`` take their
+layout and colours from here (this module imports neither, so there is no cycle).
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from datetime import date
 
 import plotly.graph_objects as go
 
-from experiments.charts import VARIANT_COLOURS
-from personalization.charts import ALGORITHM_COLOURS, LAYOUT, TYPE_COLOURS, figure_dict
+LAYOUT = {
+    "margin": {"l": 48, "r": 16, "t": 24, "b": 40},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "font": {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
+    "legend": {"orientation": "h", "y": -0.15},
+    "hovermode": "x unified",
+}
 
+
+def figure_dict(fig: go.Figure) -> dict:
+    """A JSON-safe dict that Plotly.newPlot accepts (dates and numpy values serialised)."""
+    return json.loads(fig.to_json())
+
+
+# One colour per canonical event type, the same on every page.
+TYPE_COLOURS = {
+    "view": "#9aa5b1",
+    "play": "#3b82f6",
+    "pause": "#a78bfa",
+    "complete": "#10b981",
+    "abandon": "#ef4444",
+    "rate": "#f59e0b",
+    "like": "#ec4899",
+    "dislike": "#7f1d1d",
+    "add_to_list": "#14b8a6",
+    "add_to_cart": "#f97316",
+    "purchase": "#84cc16",
+    "search": "#64748b",
+    "click": "#0ea5e9",
+    "page": "#cbd5e1",
+    "other": "#d4d4d8",
+}
+# One colour per recommender algorithm, the same on every page.
+ALGORITHM_COLOURS = {
+    "trending": "#f59e0b",
+    "popularity": "#9aa5b1",
+    "item_knn": "#3b82f6",
+    "ease": "#10b981",
+    "als": "#8b5cf6",
+    "content": "#ec4899",
+    "hybrid": "#0ea5e9",
+}
+# Experiment variants by position: control first (grey), then treatments.
+VARIANT_COLOURS = ("#64748b", "#4f46e5", "#10b981", "#f59e0b", "#ec4899", "#0ea5e9")
 # Colours for keys without a fixed one (placements, recommenders of unknown algorithm).
 EXTRA_COLOURS = (
     "#4f46e5",
@@ -53,6 +97,11 @@ def recommender_colour(name: str, algorithm: str | None = None) -> str:
 def variant_colour(position: int) -> str:
     """Control first (grey), then treatments: the experiment report's colours."""
     return VARIANT_COLOURS[position % len(VARIANT_COLOURS)]
+
+
+def categorical_colour(index: int) -> str:
+    """The n-th colour of a chart's own categories (e.g. facets), in palette order."""
+    return EXTRA_COLOURS[index % len(EXTRA_COLOURS)]
 
 
 def placement_colour(key: str) -> str:

@@ -10,7 +10,9 @@ Two steps, so the interesting part can be tested without a database:
   real signal to find.
 - ``demo_load`` writes the result with a few bulk inserts inside one transaction.
 
-``demo_seed`` ties them together and refuses to load twice.
+``demo_seed`` ties them together and refuses to load twice; it also creates the demo
+recommenders and placements, and the demo experiments (``experiments.demo``). The taxonomy,
+taste clusters and word lists the generator draws from are in ``recsite.demo_words``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import gc
 import math
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,8 +35,26 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from catalog.models import Item, ItemTag, Tag
+from experiments.demo import demo_experiments_create
 from personalization.interactions import interactions_rebuild
 from personalization.models import AnonymousId, Event, Profile, Source
+from recsite.demo_words import (
+    ADJECTIVES,
+    COUNTRIES,
+    FIRST_NAMES,
+    FORMAT_NOUNS,
+    INCITING,
+    LAST_NAMES,
+    MERCH,
+    NOUNS,
+    OCCUPATIONS,
+    PLACES,
+    SEARCH_TYPOS,
+    SETTING_PHRASES,
+    TASTES,
+    TAXONOMY,
+    Taste,
+)
 
 SOURCE_NAME = "demo"
 WINDOW_DAYS = 90
@@ -109,147 +129,7 @@ class DemoData:
 
 
 # --- Taxonomy --------------------------------------------------------------------------------
-# (name, description, children); a child is a leaf name or another such tuple.
-
-_TAXONOMY: tuple = (
-    (
-        "Genre",
-        "What kind of story it is. Broad genres hold finer sub-genres.",
-        (
-            ("Action", "Physical conflict, chases and set pieces.",
-             ("Martial arts", "Heist", "Spy", "Disaster", "Superhero", "Military")),
-            ("Adventure", "Journeys, quests and discoveries.",
-             ("Treasure hunt", "Survival", "Swashbuckler", "Road trip")),
-            ("Animation", "Animated stories for every age.",
-             ("Stop-motion", "Computer-animated", "Hand-drawn", "Adult animation")),
-            ("Anime", "Japanese animation and its many traditions.",
-             ("Mecha", "Shonen", "Shojo", "Isekai", "Slice of life", "Seinen")),
-            ("Comedy", "Made to make you laugh.",
-             ("Romantic comedy", "Sitcom", "Satire", "Dark comedy", "Stand-up", "Parody",
-              "Buddy comedy")),
-            ("Crime", "Criminals, the people who chase them and the law.",
-             ("Detective", "Gangster", "Police procedural", "Con artist", "Serial killer")),
-            ("Documentary", "True stories about the real world.",
-             ("Nature", "Historical", "Science", "Music", "Sports", "Biography", "Food",
-              "Investigative")),
-            ("Drama", "Characters, choices and consequences.",
-             ("Legal drama", "Medical drama", "Period drama", "Family drama", "Political drama",
-              "Coming-of-age", "Sports drama")),
-            ("Fantasy", "Magic, myth and other worlds.",
-             ("High fantasy", "Urban fantasy", "Fairy tale", "Sword and sorcery", "Mythology")),
-            ("Horror", "Fear, dread and the things in the dark.",
-             ("Supernatural", "Slasher", "Psychological horror", "Zombie", "Folk horror",
-              "Found footage")),
-            ("Kids and family", "Stories for children and the whole family.",
-             ("Preschool", "Animal tales", "Musical", "Educational")),
-            ("Reality", "Unscripted television.",
-             ("Competition", "Cooking show", "Dating show", "Makeover", "Travel")),
-            ("Romance", "Love stories.",
-             ("Period romance", "Teen romance", "Second-chance romance", "Romantic drama")),
-            ("Science fiction", "Science, technology and the future.",
-             ("Space opera", "Cyberpunk", "Time travel", "Dystopian", "Alien invasion",
-              "Post-apocalyptic")),
-            ("Thriller", "Tension, danger and twists.",
-             ("Psychological thriller", "Conspiracy", "Political thriller", "Techno-thriller",
-              "Survival thriller")),
-            ("Western", "The frontier and its myths.",
-             ("Classic western", "Revisionist western", "Neo-western")),
-        ),
-    ),
-    (
-        "Mood",
-        "How it feels to watch.",
-        (
-            ("Light", "Easy, warm and fun.",
-             ("Feel-good", "Heartwarming", "Funny", "Whimsical", "Playful")),
-            ("Intense", "Keeps you on the edge of your seat.",
-             ("Suspenseful", "Exciting", "Scary", "Gritty", "Thrilling")),
-            ("Emotional", "Moves you.",
-             ("Romantic", "Tearjerker", "Bittersweet", "Inspiring", "Nostalgic")),
-            ("Cerebral", "Makes you think.",
-             ("Mind-bending", "Thought-provoking", "Mysterious", "Quirky")),
-            ("Dark", "Bleak, heavy or disturbing.",
-             ("Bleak", "Ominous", "Violent", "Cynical")),
-        ),
-    ),
-    (
-        "Theme",
-        "What it is about underneath the plot.",
-        (
-            ("Relationships", "Bonds between people.",
-             ("Family", "Friendship", "First love", "Rivalry", "Betrayal")),
-            ("Society", "People and power.",
-             ("Politics", "Class struggle", "Immigration", "Corruption", "Justice")),
-            ("Personal journey", "How people change.",
-             ("Redemption", "Revenge", "Identity", "Perseverance", "Grief")),
-            ("Big ideas", "The world and where it is going.",
-             ("Artificial intelligence", "Environment", "Power", "Faith", "Technology")),
-            ("Work and ambition", "Careers, teams and winning.",
-             ("Underdog", "Ambition", "Teamwork", "Greed", "Mentorship")),
-        ),
-    ),
-    (
-        "Audience",
-        "Who it is made for.",
-        (
-            ("Kids", "Children.", ("Preschoolers", "Ages 6-9", "Ages 10-12")),
-            ("Teens", "Teenagers.", ("Young teens", "Older teens")),
-            ("Family", "Watch together.", ("All ages", "Family movie night")),
-            ("Adults", "Grown-ups.", ("Young adults", "Mature", "Cinephiles")),
-        ),
-    ),
-    (
-        "Format",
-        "What shape it comes in.",
-        (
-            ("Film", "Watched in one sitting.",
-             ("Feature film", "Short film", "Documentary feature", "Animated feature")),
-            ("Series", "Episodes and seasons.",
-             ("Ongoing series", "Limited series", "Docuseries", "Anthology series", "Anime series",
-              "Reality series")),
-            ("Special", "One-off events.", ("Stand-up special", "Concert film", "Holiday special")),
-            ("Merchandise", "Products from the shop.",
-             ("Apparel", "Collectibles", "Books", "Music and vinyl", "Home and living",
-              "Games and puzzles")),
-        ),
-    ),
-    (
-        "Setting",
-        "Where and when it takes place.",
-        (
-            ("Era", "When.",
-             ("Ancient world", "Medieval", "Renaissance", "Victorian", "1920s", "1950s", "1960s",
-              "1980s", "1990s", "Present day", "Near future", "Far future")),
-            ("Place", "Where.",
-             ("Big city", "Small town", "Countryside", "Outer space", "High seas", "Desert",
-              "Jungle", "Arctic", "Suburbia", "School", "Hospital", "Courtroom")),
-            ("Region", "Which part of the world.",
-             ("Japan", "Korea", "Scandinavia", "Latin America", "American West", "British Isles",
-              "Mediterranean", "India")),
-        ),
-    ),
-)  # fmt: skip
-
-# How a setting reads inside a sentence ("set in the 1980s", "set in a small town").
-_SETTING_PHRASES = {
-    "Ancient world": "the ancient world", "Medieval": "medieval times", "Renaissance": "the Renaissance",
-    "Victorian": "Victorian times", "1920s": "the 1920s", "1950s": "the 1950s", "1960s": "the 1960s",
-    "1980s": "the 1980s", "1990s": "the 1990s", "Present day": "the present day",
-    "Near future": "the near future", "Far future": "the far future", "Big city": "a big city",
-    "Small town": "a small town", "Countryside": "the countryside", "Outer space": "outer space",
-    "High seas": "the high seas", "Desert": "the desert", "Jungle": "the jungle", "Arctic": "the Arctic",
-    "Suburbia": "suburbia", "School": "a school", "Hospital": "a hospital", "Courtroom": "a courtroom",
-    "American West": "the American West", "British Isles": "the British Isles",
-    "Mediterranean": "the Mediterranean",
-}  # fmt: skip
-
-_FORMAT_NOUNS = {
-    "Feature film": "feature film", "Short film": "short film", "Documentary feature": "documentary feature",
-    "Animated feature": "animated feature", "Ongoing series": "ongoing series",
-    "Limited series": "limited series", "Docuseries": "docuseries", "Anthology series": "anthology series",
-    "Anime series": "anime series", "Reality series": "reality series",
-    "Stand-up special": "stand-up special",
-}  # fmt: skip
+# The tree itself, the taste clusters and the word lists are data: see ``recsite.demo_words``.
 
 
 class _Taxonomy:
@@ -288,135 +168,6 @@ class _Taxonomy:
     def group_of(self, path: str) -> str:
         return path.rpartition("/")[0]
 
-
-# --- Taste clusters ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Taste:
-    name: str
-    share: float  # share of the catalog and of the audience
-    genres: dict[str, float]  # genre group or sub-genre name -> weight
-    moods: tuple[str, ...]
-    series_share: float
-    audiences: tuple[str, ...]
-    settings: tuple[str, ...]
-    words: tuple[str, ...]  # title flavour
-    year_scale: float = 8.0  # mean age of titles, in years
-
-
-_TASTES: tuple[_Taste, ...] = (
-    _Taste("Adrenaline", 0.11,
-           {"Action": 1.0, "Adventure": 0.7, "Survival thriller": 0.5, "Techno-thriller": 0.4},
-           ("Exciting", "Thrilling", "Suspenseful", "Gritty"), 0.25,
-           ("Adults", "Young adults", "Older teens"), ("Big city", "Desert", "High seas", "Present day"),
-           ("Strike", "Protocol", "Velocity", "Siege", "Vendetta", "Extraction", "Outpost", "Warhead")),
-    _Taste("Anime", 0.08, {"Anime": 1.0, "Adult animation": 0.5, "Hand-drawn": 0.4},
-           ("Exciting", "Whimsical", "Bittersweet", "Mind-bending"), 0.65,
-           ("Older teens", "Young teens", "Young adults"), ("Japan", "School", "Far future", "Outer space"),
-           ("Blade", "Spirit", "Academy", "Titan", "Ronin", "Sakura", "Frame", "Guardian")),
-    _Taste("Family", 0.1, {"Kids and family": 1.0, "Animation": 0.8, "Fairy tale": 0.6},
-           ("Feel-good", "Playful", "Heartwarming", "Funny", "Whimsical"), 0.35,
-           ("Preschoolers", "Ages 6-9", "Ages 10-12", "All ages", "Family movie night"),
-           ("Countryside", "Small town", "Jungle", "Arctic"),
-           ("Puppy", "Balloon", "Dragon", "Treehouse", "Adventure", "Friends", "Wish", "Rainbow")),
-    _Taste("Laughs", 0.1, {"Comedy": 1.0, "Romantic comedy": 0.3, "Competition": 0.2},
-           ("Funny", "Quirky", "Feel-good", "Playful"), 0.45,
-           ("Young adults", "Adults", "Older teens"), ("Suburbia", "Big city", "Small town", "Present day"),
-           ("Roommates", "Wedding", "Disaster", "Office", "Weekend", "Neighbours", "Mess", "Party")),
-    _Taste("Crime and mystery", 0.1, {"Crime": 1.0, "Thriller": 0.8, "Investigative": 0.4},
-           ("Suspenseful", "Mysterious", "Gritty", "Ominous", "Cynical"), 0.4,
-           ("Adults", "Mature"), ("Big city", "Small town", "Scandinavia", "Courtroom"),
-           ("Alibi", "Witness", "Motive", "Ransom", "Verdict", "Cold Case", "Informant", "Evidence")),
-    _Taste("Sci-fi and fantasy", 0.1, {"Science fiction": 1.0, "Fantasy": 0.8, "Isekai": 0.3},
-           ("Mind-bending", "Exciting", "Thought-provoking", "Mysterious"), 0.4,
-           ("Young adults", "Adults", "Older teens"),
-           ("Outer space", "Far future", "Near future", "Medieval"),
-           ("Orbit", "Nebula", "Signal", "Singularity", "Realm", "Throne", "Star", "Paradox")),
-    _Taste("Romance", 0.08, {"Romance": 1.0, "Romantic comedy": 0.7, "Family drama": 0.3, "Shojo": 0.3},
-           ("Romantic", "Heartwarming", "Bittersweet", "Feel-good"), 0.35,
-           ("Young adults", "Adults", "Older teens"), ("Big city", "Mediterranean", "Countryside", "Korea"),
-           ("Promise", "Summer", "Letters", "Kiss", "Heart", "Vows", "Moonlight", "Serenade")),
-    _Taste("Prestige drama", 0.1, {"Drama": 1.0, "Political thriller": 0.4, "Biography": 0.3},
-           ("Thought-provoking", "Tearjerker", "Bleak", "Inspiring", "Bittersweet"), 0.4,
-           ("Adults", "Cinephiles", "Mature"), ("Big city", "Hospital", "Courtroom", "Present day"),
-           ("Inheritance", "Testimony", "Ward", "Dynasty", "Campaign", "Legacy", "Reckoning", "Confession")),
-    _Taste("Horror", 0.06, {"Horror": 1.0, "Supernatural": 0.5, "Psychological thriller": 0.4},
-           ("Scary", "Ominous", "Violent", "Suspenseful"), 0.25,
-           ("Mature", "Adults", "Older teens"), ("Small town", "Countryside", "Suburbia", "Arctic"),
-           ("Hollow", "Cellar", "Ritual", "Curse", "Haunting", "Woods", "Whispers", "Bones")),
-    _Taste("Documentary", 0.07, {"Documentary": 1.0, "Historical": 0.4, "Biography": 0.5},
-           ("Thought-provoking", "Inspiring", "Nostalgic", "Mysterious"), 0.4,
-           ("Adults", "All ages", "Cinephiles"), ("Present day", "Jungle", "Arctic", "India"),
-           ("Planet", "Truth", "Record", "Ocean", "Machine", "Mountain", "Genius", "Chronicle")),
-    _Taste("Reality", 0.05, {"Reality": 1.0, "Food": 0.4, "Competition": 0.5},
-           ("Funny", "Feel-good", "Exciting", "Playful"), 0.9,
-           ("Young adults", "Adults", "Family movie night"), ("Present day", "Big city", "Mediterranean"),
-           ("Kitchen", "Island", "Showdown", "Challenge", "Makeover", "Getaway", "Villa", "Bake")),
-    _Taste("Classic and period", 0.05, {"Western": 1.0, "Period drama": 0.8, "Period romance": 0.6,
-                                         "Swashbuckler": 0.4},
-           ("Nostalgic", "Bittersweet", "Gritty", "Romantic"), 0.25,
-           ("Adults", "Cinephiles"), ("Victorian", "American West", "1920s", "1950s", "British Isles"),
-           ("Frontier", "Ballroom", "Estate", "Saddle", "Duchess", "Gunslinger", "Manor", "Rider"),
-           year_scale=28.0),
-)  # fmt: skip
-
-_ADJECTIVES = (
-    "Silent", "Crimson", "Broken", "Golden", "Last", "Hidden", "Wild", "Iron", "Midnight", "Distant",
-    "Burning", "Frozen", "Lonely", "Secret", "Electric", "Velvet", "Restless", "Glass", "Paper",
-    "Scarlet", "Forgotten", "Endless", "Quiet", "Savage", "Bright", "Little", "Lucky", "Northern",
-    "Fallen", "Second",
-)  # fmt: skip
-_NOUNS = (
-    "Harbor", "Kingdom", "River", "Garden", "Empire", "Horizon", "Season", "Witness", "Frontier",
-    "Crown", "Station", "Island", "Mirror", "Storm", "Lantern", "Compass", "Echo", "Circuit", "Canyon",
-    "Comet", "Orchard", "Tide", "Citadel", "Ember", "Hours", "Road", "House", "Line", "Game", "Sky",
-)  # fmt: skip
-_PLACES = (
-    "Avalon", "Brightwater", "Kessler Bay", "Old Mercy", "Port Sable", "Redwood Hollow", "Saint Clare",
-    "Vesper", "Windmere", "Zenith City", "Marlow", "Ashford", "Calder Falls", "New Tarrow", "Ostrava",
-)  # fmt: skip
-_FIRST_NAMES = (
-    "Maya", "Theo", "Ruby", "Elias", "Juno", "Oskar", "Ines", "Kenji", "Lola", "Nico", "Amara", "Felix",
-    "Hana", "Mateo", "Zara", "Leon", "Priya", "Tomas", "Freya", "Omar", "Ada", "Rafael", "Mei", "Sven",
-    "Chloe", "Diego", "Yara", "Arjun", "Nora", "Lucas",
-)  # fmt: skip
-_LAST_NAMES = (
-    "Silva", "Novak", "Tanaka", "Okafor", "Berg", "Moreau", "Kowalski", "Haddad", "Rossi", "Kim",
-    "Lindqvist", "Mendes", "Patel", "Schmidt", "O'Brien", "Garcia", "Ivanova", "Nguyen", "Dubois",
-    "Larsen", "Costa", "Yilmaz", "Fischer", "Reyes", "Sato",
-)  # fmt: skip
-_OCCUPATIONS = (
-    "detective", "nurse", "pilot", "chef", "teacher", "hacker", "lawyer", "farmer", "student",
-    "journalist", "soldier", "thief", "astronaut", "musician", "surgeon", "mechanic", "priest",
-    "boxer", "scientist", "diplomat", "painter", "bookseller", "fisherman", "dancer", "engineer",
-)  # fmt: skip
-_INCITING = (
-    "discovers a secret that could change everything", "returns home after twenty years away",
-    "inherits a failing family business", "is drawn into a dangerous game",
-    "receives a letter from someone long dead", "witnesses something no one will believe",
-    "gets one last chance to set things right", "loses everything in a single night",
-    "is recruited for an impossible mission", "falls for the one person who is off-limits",
-    "finds a door that should not exist", "has to keep a promise made years ago",
-    "takes a job that is too good to be true", "becomes the unlikely leader of a ragtag team",
-    "wakes up with no memory of the past week", "must win a competition to save the family home",
-)  # fmt: skip
-_MERCH = {
-    "Apparel": (("Hoodie", 49), ("T-shirt", 24), ("Cap", 22), ("Scarf", 29)),
-    "Collectibles": (
-        ("Collector's figure", 59),
-        ("Enamel pin set", 14),
-        ("Replica prop", 89),
-        ("Poster", 19),
-    ),
-    "Books": (("Art book", 39), ("Novelisation", 16), ("Graphic novel", 22)),
-    "Music and vinyl": (("Soundtrack vinyl", 32), ("Soundtrack CD", 15)),
-    "Home and living": (("Mug", 15), ("Blanket", 45), ("Cushion", 29)),
-    "Games and puzzles": (("Board game", 42), ("1000-piece puzzle", 24), ("Card game", 18)),
-}
-_COUNTRIES = (("US", 30), ("GB", 10), ("DE", 8), ("FR", 7), ("BR", 7), ("IN", 7), ("ES", 5), ("MX", 5),
-              ("CA", 5), ("JP", 4), ("AU", 4), ("NL", 3), ("SE", 3), ("KR", 2))  # fmt: skip
-_SEARCH_TYPOS = ("comdy", "anmie", "thriler", "documentry", "romcom", "scifi", "horor", "westren")
 
 # Segment-style names for each canonical type, as a tracking plan would send them.
 VIDEO_EVENT_NAMES = {
@@ -464,7 +215,7 @@ def demo_generate(*, seed: int, items: int, profiles: int, events: int, now: dat
     rng_catalog, rng_people, rng_events = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
-    taxonomy = _Taxonomy(_TAXONOMY)
+    taxonomy = _Taxonomy(TAXONOMY)
     catalog = _catalog_generate(rng_catalog, taxonomy=taxonomy, n=items, now=now)
     theta, activity, window, anonymous_only, traits = _people_generate(rng_people, n=profiles)
     profile_rows, event_rows = _behaviour_generate(
@@ -486,7 +237,7 @@ def demo_generate(*, seed: int, items: int, profiles: int, events: int, now: dat
         items=tuple(catalog.items),
         profiles=tuple(profile_rows),
         events=tuple(event_rows),
-        taste_names=tuple(t.name for t in _TASTES),
+        taste_names=tuple(t.name for t in TASTES),
     )
 
 
@@ -500,8 +251,8 @@ def _pick(rng: np.random.Generator, options: Sequence, weights: Sequence[float] 
 def _catalog_generate(rng: np.random.Generator, *, taxonomy: _Taxonomy, n: int, now: datetime) -> _Catalog:
     n_products = round(n * 0.08) if n >= 25 else 0
     n_content = n - n_products
-    n_tastes = len(_TASTES)
-    shares = np.array([t.share for t in _TASTES])
+    n_tastes = len(TASTES)
+    shares = np.array([t.share for t in TASTES])
     item_taste = rng.choice(n_tastes, size=n_content, p=shares / shares.sum())
     # Zipf-like popularity over a random ranking, so external ids say nothing about it.
     popularity = 1.0 / (rng.permutation(n_content) + 1.0) ** 0.95
@@ -521,11 +272,11 @@ def _catalog_generate(rng: np.random.Generator, *, taxonomy: _Taxonomy, n: int, 
     release_ts = np.zeros(n)
 
     for i in range(n_content):
-        taste = _TASTES[item_taste[i]]
+        taste = TASTES[item_taste[i]]
         genre = _genre_pick(rng, taxonomy, taste)
         genres = [genre]
         if rng.random() < 0.3:  # cross-genre titles blur the clusters, as real catalogs do
-            other = _genre_pick(rng, taxonomy, _TASTES[int(rng.integers(n_tastes))])
+            other = _genre_pick(rng, taxonomy, TASTES[int(rng.integers(n_tastes))])
             if other != genre:
                 genres.append(other)
         n_moods = 1 + int(rng.random() < 0.5)
@@ -587,8 +338,8 @@ def _catalog_generate(rng: np.random.Generator, *, taxonomy: _Taxonomy, n: int, 
     product_pop = np.zeros(n_products)
     for j, source_index in enumerate(related):
         source = rows[source_index]
-        category = _pick(rng, tuple(_MERCH))
-        noun, base_price = _pick(rng, _MERCH[category])
+        category = _pick(rng, tuple(MERCH))
+        noun, base_price = _pick(rng, MERCH[category])
         title = f"{source.title} {' '.join(w[:1].upper() + w[1:] for w in noun.split())}"
         if title in titles:
             title = f"{title} (edition {j + 1})"
@@ -630,7 +381,7 @@ def _catalog_generate(rng: np.random.Generator, *, taxonomy: _Taxonomy, n: int, 
     )
 
 
-def _genre_pick(rng: np.random.Generator, taxonomy: _Taxonomy, taste: _Taste) -> str:
+def _genre_pick(rng: np.random.Generator, taxonomy: _Taxonomy, taste: Taste) -> str:
     names = tuple(taste.genres)
     path = taxonomy.path("Genre", _pick(rng, names, [taste.genres[n] for n in names]))
     if path.count("/") == 1:  # a broad genre: pick one of its sub-genres
@@ -668,10 +419,10 @@ def _maturity(audience: str) -> str:
 
 def _affinity(taxonomy: _Taxonomy, tag_paths: Sequence[str]) -> np.ndarray:
     """How well an item fits each taste: its genres count fully, its moods half."""
-    scores = np.full(len(_TASTES), 0.05)
+    scores = np.full(len(TASTES), 0.05)
     moods = [taxonomy.name_of[p] for p in tag_paths if p.startswith("mood/")]
     genres = [p for p in tag_paths if p.startswith("genre/")]
-    for t, taste in enumerate(_TASTES):
+    for t, taste in enumerate(TASTES):
         for path in genres:
             leaf, group = taxonomy.name_of[path], taxonomy.name_of[taxonomy.group_of(path)]
             scores[t] += taste.genres.get(leaf, taste.genres.get(group, 0.0))
@@ -680,22 +431,22 @@ def _affinity(taxonomy: _Taxonomy, tag_paths: Sequence[str]) -> np.ndarray:
     return scores / scores.max()
 
 
-def _title_generate(rng: np.random.Generator, *, taste: _Taste, taken: set[str], year: int) -> str:
+def _title_generate(rng: np.random.Generator, *, taste: Taste, taken: set[str], year: int) -> str:
     for _ in range(20):
         pattern = int(rng.integers(7))
         word = _pick(rng, taste.words)
         if pattern == 0:
-            title = f"The {_pick(rng, _ADJECTIVES)} {word}"
+            title = f"The {_pick(rng, ADJECTIVES)} {word}"
         elif pattern == 1:
-            title = f"{word} of {_pick(rng, _PLACES)}"
+            title = f"{word} of {_pick(rng, PLACES)}"
         elif pattern == 2:
-            title = f"{_pick(rng, _FIRST_NAMES)}'s {word}"
+            title = f"{_pick(rng, FIRST_NAMES)}'s {word}"
         elif pattern == 3:
-            title = f"{_pick(rng, _ADJECTIVES)} {_pick(rng, _NOUNS)}"
+            title = f"{_pick(rng, ADJECTIVES)} {_pick(rng, NOUNS)}"
         elif pattern == 4:
-            title = f"The {word} {_pick(rng, _NOUNS)}"
+            title = f"The {word} {_pick(rng, NOUNS)}"
         elif pattern == 5:
-            title = f"{_pick(rng, _PLACES)}: {_pick(rng, _ADJECTIVES)} {word}"
+            title = f"{_pick(rng, PLACES)}: {_pick(rng, ADJECTIVES)} {word}"
         else:
             title = f"{word} {_pick(rng, ('Rising', 'Protocol', 'Falls', 'Returns', 'Forever', 'Zero'))}"
         if title not in taken:
@@ -726,15 +477,15 @@ def _description_generate(
     name = taxonomy.name_of
     genre = name[genres[0]].lower()
     mood = " and ".join(name[m].lower() for m in moods)
-    where = " and ".join(_SETTING_PHRASES.get(name[s], name[s]) for s in settings)
-    noun = _FORMAT_NOUNS.get(fmt, "film" if kind == "movie" else "series")
-    occupation = _pick(rng, _OCCUPATIONS)
+    where = " and ".join(SETTING_PHRASES.get(name[s], name[s]) for s in settings)
+    noun = FORMAT_NOUNS.get(fmt, "film" if kind == "movie" else "series")
+    occupation = _pick(rng, OCCUPATIONS)
     article = "an" if occupation[0] in "aeiou" else "a"
     sentences = [
         f"A {mood} {genre} {noun} set in {where}."
         if rng.random() < 0.85
         else f"A {genre} {noun} set in {where}.",
-        f"{_pick(rng, _FIRST_NAMES)}, {article} {occupation}, {_pick(rng, _INCITING)}.",
+        f"{_pick(rng, FIRST_NAMES)}, {article} {occupation}, {_pick(rng, INCITING)}.",
     ]
     theme_words = [name[t].lower() for t in themes]
     if len(theme_words) == 1:
@@ -760,8 +511,8 @@ def _people_generate(
     rng: np.random.Generator, *, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Latent tastes, heavy-tailed activity, active windows and traits for ``n`` people."""
-    n_tastes = len(_TASTES)
-    shares = np.array([t.share for t in _TASTES])
+    n_tastes = len(TASTES)
+    shares = np.array([t.share for t in TASTES])
     dominant = rng.choice(n_tastes, size=n, p=shares / shares.sum())
     # Mostly one taste, with a spread over others; a Dirichlet keeps the spread lumpy.
     theta = 0.3 * rng.dirichlet(np.full(n_tastes, 0.3), size=n)
@@ -781,14 +532,14 @@ def _people_generate(
     anonymous_only[rng.choice(light, size=round(0.05 * n), replace=False)] = True
     activity[anonymous_only] *= 0.3
 
-    countries, weights = zip(*_COUNTRIES, strict=True)
+    countries, weights = zip(*COUNTRIES, strict=True)
     rank = np.argsort(np.argsort(activity)) / max(n - 1, 1)
     traits: list[dict] = []
     for u in range(n):
         if anonymous_only[u]:
             traits.append({})
             continue
-        first, last = _pick(rng, _FIRST_NAMES), _pick(rng, _LAST_NAMES)
+        first, last = _pick(rng, FIRST_NAMES), _pick(rng, LAST_NAMES)
         # Heavier users pay more often for the bigger plans.
         premium = 0.12 + 0.25 * rank[u]
         plan = _pick(rng, ("free", "standard", "premium"), (0.7 - premium, 0.3, premium))
@@ -799,13 +550,13 @@ def _people_generate(
             "plan": plan,
         }
         if rng.random() < 0.4:  # zero-party data: the onboarding quiz
-            taste = _TASTES[dominant[u]]
+            taste = TASTES[dominant[u]]
             entry["favorite_genres"] = [g for g in taste.genres if g in _GENRE_GROUPS][:2]
         traits.append(entry)
     return theta, activity, window, anonymous_only, traits
 
 
-_GENRE_GROUPS = {group for group, _, _ in _TAXONOMY[0][2]}
+_GENRE_GROUPS = {group for group, _, _ in TAXONOMY[0][2]}
 
 
 def _session_times(
@@ -1092,7 +843,7 @@ def _search_queries(
         roll = rng.random()
         if item < 0:  # a search that led nowhere
             queries[e] = (
-                _pick(rng, _SEARCH_TYPOS) if roll < 0.25 else taxonomy.name_of[_pick(rng, leaves)].lower()
+                _pick(rng, SEARCH_TYPOS) if roll < 0.25 else taxonomy.name_of[_pick(rng, leaves)].lower()
             )
             continue
         row = catalog.items[item]
@@ -1362,267 +1113,3 @@ def demo_recommenders_ensure() -> int:
             },
         )
     return created
-
-
-# --- Demo experiments ------------------------------------------------------------------------
-# Three experiments whose stored behaviour matches their effects, so the report pages show real
-# analyses: a concluded A/B test with a clear winner, a running A/B test on a placement and a
-# bandit whose allocation moved to its best arm. Everything goes through the experiment
-# services (assignment hashing, lifecycle, posterior updates, analysis); only exposure times and
-# the extra behaviour the treatments caused are written directly.
-
-EXPERIMENT_SOURCE_NAME = "demo-experiments"
-DEMO_METRICS = [
-    {"key": "completion-7d", "name": "7-day completion", "kind": "conversion", "event_type": "complete",
-     "window_hours": 168, "description": "Share of exposed profiles who finish a title within 7 days."},
-    {"key": "plays-per-profile", "name": "plays per profile", "kind": "mean", "event_type": "play",
-     "description": "Plays after the first exposure, per profile."},
-    {"key": "abandon-7d", "name": "7-day abandonment", "kind": "conversion", "event_type": "abandon",
-     "window_hours": 168, "higher_is_better": False,
-     "description": "Share of exposed profiles who abandon a title within 7 days (a guardrail)."},
-    {"key": "hero-click-24h", "name": "hero banner click-through", "kind": "conversion",
-     "event_type": "click", "event_name": "Hero Banner Clicked", "window_hours": 24,
-     "description": "Share of exposures followed by a click on the hero banner within a day."},
-]  # fmt: skip
-
-
-def demo_experiments_create(*, now: datetime, seed: int) -> dict[str, int]:
-    """Create the demo experiments with their exposures, behaviour and analyses; returns counts."""
-    from experiments.models import Metric
-    from personalization.models import Segment, SegmentMembership
-
-    rng = np.random.default_rng(seed + 1000)
-    source, _ = Source.objects.get_or_create(name=EXPERIMENT_SOURCE_NAME)
-    metrics = {m["key"]: Metric.objects.get_or_create(key=m["key"], defaults=m)[0] for m in DEMO_METRICS}
-    # A static segment to break results down by: the most active third of the audience.
-    activity = Counter(Event.objects.values_list("profile_id", flat=True).iterator(chunk_size=20_000))
-    heavy_ids = [pid for pid, _ in activity.most_common(max(1, len(activity) // 3))]
-    heavy, created = Segment.objects.get_or_create(
-        key="heavy-viewers",
-        defaults={"name": "Heavy viewers", "kind": Segment.Kind.STATIC, "size": len(heavy_ids),
-                  "description": "The most active third of the demo audience (static)."},
-    )  # fmt: skip
-    if created:
-        first_seen = dict(Profile.objects.filter(pk__in=heavy_ids).values_list("pk", "first_seen"))
-        SegmentMembership.objects.bulk_create(
-            [
-                SegmentMembership(segment=heavy, profile_id=pid, entered_at=first_seen.get(pid) or now)
-                for pid in heavy_ids
-            ],
-            batch_size=BATCH_SIZE,
-        )
-    movies = list(Item.objects.exclude(kind="product").values_list("pk", flat=True))
-    events: list[Event] = []
-    counts = {"experiments": 0, "exposures": 0, "experiment_events": 0}
-
-    def ab_test(key, name, hypothesis, placement, recommenders, start, end, extra, conclude_note=""):
-        exposures, added = _demo_ab_test(
-            key=key, name=name, hypothesis=hypothesis, placement=placement, recommenders=recommenders,
-            start=start, end=end, extra_completion=extra, metrics=metrics, breakdown=[heavy.pk], rng=rng,
-            source=source, items=movies, events=events, conclude_note=conclude_note, now=now,
-        )  # fmt: skip
-        counts["experiments"] += 1
-        counts["exposures"] += exposures
-        counts["experiment_events"] += added
-
-    ab_test(
-        "home-row-hybrid",
-        "Home row: hybrid vs trending",
-        "A personalised hybrid row makes more people finish something than a trending row.",
-        "home",
-        ("trending", "hybrid"),
-        now - timedelta(days=60),
-        now - timedelta(days=32),
-        0.5,
-        conclude_note="The hybrid row raised 7-day completion clearly, with no guardrail breach. Shipped.",
-    )
-    ab_test(
-        "similar-items-ease",
-        "Because you watched: EASE vs item-kNN",
-        "EASE finds better follow-ups than item-kNN in the 'Because you watched' row.",
-        "because-you-watched",
-        ("item-knn", "ease"),
-        now - timedelta(days=12),
-        now,
-        0.1,
-    )
-    exposures, added = _demo_bandit(
-        now=now, metric=metrics["hero-click-24h"], rng=rng, source=source, profile_ids=list(activity),
-        events=events,
-    )  # fmt: skip
-    counts["experiments"] += 1
-    counts["exposures"] += exposures
-    counts["experiment_events"] += added
-    # The behaviour the experiments caused extends some timelines.
-    last = {}
-    for event in events:
-        last[event.profile_id] = max(event.timestamp, last.get(event.profile_id, event.timestamp))
-    touched = list(Profile.objects.filter(pk__in=list(last)).only("pk", "last_seen"))
-    for profile in touched:
-        profile.last_seen = max(last[profile.pk], profile.last_seen or last[profile.pk])
-    Profile.objects.bulk_update(touched, ["last_seen"], batch_size=BATCH_SIZE)
-    return counts
-
-
-def _demo_ab_test(
-    *, key, name, hypothesis, placement, recommenders, start, end, extra_completion, metrics, breakdown,
-    rng, source, items, events, conclude_note, now,
-) -> tuple[int, int]:  # fmt: skip
-    """An A/B test on a placement: profiles active in [start, end] are assigned by the real hash and
-    exposed at their first visit; the treatment makes ``extra_completion`` of its profiles who would
-    not have finished anything that week finish a title (view, play, complete)."""
-    from django.db.models import Min
-
-    from experiments import services as experiments
-    from experiments.models import Assignment, Experiment, ExperimentMetric, Exposure
-
-    experiment = Experiment(
-        key=key, name=name, hypothesis=hypothesis, breakdown_segment_ids=breakdown, planned_sample_size=1500
-    )
-    experiments.experiment_save(
-        experiment=experiment,
-        variants=[
-            {"key": "control", "name": recommenders[0], "weight": 0.5,
-             "payload": {"placement": placement, "recommender": recommenders[0]}},
-            {"key": "treatment", "name": recommenders[1], "weight": 0.5,
-             "payload": {"placement": placement, "recommender": recommenders[1]}},
-        ],
-        metrics=[
-            (metrics["completion-7d"], ExperimentMetric.Role.PRIMARY),
-            (metrics["plays-per-profile"], ExperimentMetric.Role.SECONDARY),
-            (metrics["abandon-7d"], ExperimentMetric.Role.GUARDRAIL),
-        ],
-        now=start,
-    )  # fmt: skip
-    experiments.experiment_start(experiment=experiment, now=start)
-    first_visit = dict(
-        Event.objects.filter(timestamp__gte=start, timestamp__lt=end)
-        .values("profile_id")
-        .annotate(first=Min("timestamp"))
-        .values_list("profile_id", "first")
-    )
-    profiles = list(Profile.objects.filter(pk__in=list(first_visit)).order_by("pk"))
-    variants = experiments.experiment_assign_many(key=key, profiles=profiles, record=False, now=start)
-    assignments = list(Assignment.objects.filter(experiment=experiment, holdout=False))
-    exposures = []
-    for assignment in assignments:
-        at = first_visit[assignment.profile_id]
-        assignment.first_exposed_at = assignment.last_exposed_at = at
-        exposures.append(
-            Exposure(experiment=experiment, phase=experiment.phase, profile_id=assignment.profile_id,
-                     variant_id=assignment.variant_id, timestamp=at, source="demo")
-        )  # fmt: skip
-    Assignment.objects.bulk_update(
-        assignments, ["first_exposed_at", "last_exposed_at"], batch_size=BATCH_SIZE
-    )
-    Exposure.objects.bulk_create(exposures, batch_size=BATCH_SIZE)
-    # Who finished something within the metric's week anyway: the treatment converts a share of the others.
-    converted = set()
-    week = timedelta(days=7)
-    for profile_id, at in Event.objects.filter(
-        type="complete", timestamp__gte=start, timestamp__lt=end + week, profile_id__in=list(first_visit)
-    ).values_list("profile_id", "timestamp"):
-        if first_visit[profile_id] <= at < first_visit[profile_id] + week:
-            converted.add(profile_id)
-    added = []
-    for profile in profiles:
-        variant = variants.get(profile.pk)
-        if (
-            variant is None
-            or variant.is_control
-            or profile.pk in converted
-            or rng.random() >= extra_completion
-        ):
-            continue
-        at = first_visit[profile.pk] + timedelta(hours=float(rng.uniform(1, 160)))
-        item = int(items[int(rng.integers(len(items)))])
-        if at > now - timedelta(hours=1):  # no behaviour from the future
-            continue
-        for offset, (kind, label) in enumerate(
-            [
-                ("view", "Product Viewed"),
-                ("play", "Video Playback Started"),
-                ("complete", "Video Content Completed"),
-            ]
-        ):
-            when = at + timedelta(minutes=3 + 40 * offset)
-            added.append(
-                Event(source=source, message_id=f"{key}-{profile.pk}-{kind}", name=label, type=kind,
-                      profile_id=profile.pk, item_id=item, timestamp=when, received_at=when)
-            )  # fmt: skip
-    Event.objects.bulk_create(added, batch_size=BATCH_SIZE)
-    events.extend(added)
-    if conclude_note:
-        experiments.experiment_stop(experiment=experiment, now=end)
-        experiments.analysis_backfill(experiment=experiment, points=4, now=end)
-        treatment = experiment.variants.get(key="treatment")
-        experiments.experiment_conclude(
-            experiment=experiment, decision=Experiment.Decision.SHIP, variant=treatment, note=conclude_note
-        )
-    else:
-        experiments.analysis_backfill(experiment=experiment, points=4, now=end)
-    return len(exposures), len(added)
-
-
-# Hero banners (a content module): true click-through rates the bandit has to discover.
-DEMO_BANNERS = [("new-releases", "New releases", 0.03), ("top-10", "Top 10 this week", 0.05),
-                ("for-you", "Picked for you", 0.09)]  # fmt: skip
-
-
-def _demo_bandit(*, now, metric, rng, source, profile_ids, events) -> tuple[int, int]:
-    """Seven days of a Thompson-sampling bandit: every 12 hours the real posterior update runs on
-    what was stored so far, then that step's requests draw arms from the new allocation."""
-    from experiments import modes
-    from experiments import services as experiments
-    from experiments.models import Experiment, ExperimentMetric, Exposure
-
-    start = now - timedelta(days=7)
-    experiment = Experiment(
-        key="hero-banner",
-        name="Hero banner (bandit)",
-        kind=Experiment.Kind.BANDIT,
-        bandit_min_share=0.05,
-        hypothesis="Let the traffic find the banner people click most, while still testing the others.",
-    )
-    experiments.experiment_save(
-        experiment=experiment,
-        variants=[
-            {"key": key, "name": name, "weight": round(1 / len(DEMO_BANNERS), 4), "payload": {"module": key}}
-            for key, name, _ in DEMO_BANNERS
-        ],
-        metrics=[(metric, ExperimentMetric.Role.PRIMARY)],
-        now=start,
-    )
-    experiments.experiment_start(experiment=experiment, now=start)
-    arms = list(experiment.variants.all())
-    rates = {key: rate for key, _, rate in DEMO_BANNERS}
-    per_step = max(20, len(profile_ids) // 12)
-    exposures = clicks = 0
-    for step in range(14):
-        at = start + timedelta(hours=12 * step)
-        shares = modes.bandit_update(experiment=experiment, now=at).shares
-        p = np.array([shares[a.key] for a in arms])
-        chosen = rng.choice(len(arms), size=per_step, p=p / p.sum())
-        who = rng.choice(profile_ids, size=per_step)
-        offsets = rng.uniform(0, 12 * 3600, size=per_step)
-        rows, rewards = [], []
-        for n in range(per_step):
-            arm = arms[int(chosen[n])]
-            when = at + timedelta(seconds=float(offsets[n]))
-            rows.append(Exposure(experiment=experiment, phase=1, profile_id=int(who[n]), variant=arm,
-                                 timestamp=when, source="demo"))  # fmt: skip
-            clicked = when + timedelta(minutes=float(rng.uniform(1, 90)))
-            if rng.random() < rates[arm.key] and clicked < now:
-                rewards.append(
-                    Event(source=source, message_id=f"hero-{step}-{n}", name="Hero Banner Clicked",
-                          type="click", profile_id=int(who[n]), properties={"banner": arm.key},
-                          timestamp=clicked, received_at=clicked)
-                )  # fmt: skip
-        Exposure.objects.bulk_create(rows)
-        Event.objects.bulk_create(rewards)
-        events.extend(rewards)
-        exposures += len(rows)
-        clicks += len(rewards)
-    modes.bandit_update(experiment=experiment, now=now)
-    experiments.experiment_analyze(experiment_id=experiment.pk, as_of=now)
-    return exposures, clicks

@@ -14,14 +14,18 @@ read a few hundred small rows.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import CharField, Count, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Concat, TruncDate
@@ -30,6 +34,8 @@ from django.utils import timezone
 from personalization.models import Event
 
 from .models import ImpactDaily, ImpactRefresh, RecommendationImpression
+
+logger = logging.getLogger(__name__)
 
 # Values of ``properties.source`` that mark a click on a recommendation without an id.
 RECOMMENDATION_SOURCES = ("recommendation", "recommendations")
@@ -45,18 +51,73 @@ class ImpactBusy(Exception):
 
 
 # --- Recording -----------------------------------------------------------------------------
+#
+# With Redis (REDIS_URL) each request pushes its impressions onto a Redis list, one RPUSH, and
+# the beat task ``impressions-flush`` moves them into the table in bulk every
+# IMPACT_IMPRESSION_FLUSH_SECONDS. Without Redis, or with that setting at 0, each request
+# inserts its own rows. The keys carry the database name, so two deployments (or a test run)
+# sharing one Redis never flush into each other's table.
+
+# Requests (list elements) moved and inserted per batch; each holds a request's results.
+FLUSH_BATCH = 500
+# A flush holds a lock this long at most (renewed after each batch): two flushes at once
+# would share the processing list.
+FLUSH_LOCK_SECONDS = 300
+# One task run stops after this long even when requests keep coming; the next run goes on.
+FLUSH_MAX_SECONDS = 60
+
+# Moves up to ARGV[1] elements from the head of the queue to the processing list, in one step
+# (a script runs atomically), and returns them. A flush that dies after this leaves them in
+# the processing list, where the next flush finds them: nothing is lost, and the unique
+# recommendation id makes the second insert of a row a no-op.
+_MOVE_BATCH = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items > 0 then
+  redis.call('LTRIM', KEYS[1], #items, -1)
+  redis.call('RPUSH', KEYS[2], unpack(items))
+end
+return items
+"""
+
+_redis_clients = threading.local()
+
+
+def impressions_buffered() -> bool:
+    """Whether impressions go through Redis (else each request inserts its own)."""
+    return bool(settings.REDIS_URL) and settings.IMPACT_IMPRESSION_FLUSH_SECONDS > 0
+
+
+def _redis():
+    """This thread's client: one connection each, without a pool to take it from and give it
+    back to on every request (half the CPU of a pooled RPUSH)."""
+    clients = _redis_clients.__dict__
+    client = clients.get(settings.REDIS_URL)
+    if client is None:
+        import redis
+
+        client = clients[settings.REDIS_URL] = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, single_connection_client=True
+        )
+    return client
+
+
+def impression_keys() -> tuple[str, str, str]:
+    """(queue, processing list, flush lock) of the current database."""
+    prefix = f"recsite:impressions:{connection.settings_dict['NAME']}"
+    return f"{prefix}:queue", f"{prefix}:processing", f"{prefix}:flush-lock"
 
 
 def impressions_record(
     *, results: Sequence, placement_key: str | None, served_at: datetime | None = None
 ) -> int:
-    """Store the served results (``serving.Recommendation``) as impressions: one INSERT per
-    request, so the serving path stays cheap. Off with ``IMPACT_RECORD_IMPRESSIONS=false``."""
+    """Store the served results (``serving.Recommendation``) as impressions: buffered in Redis
+    when it is configured, else one INSERT per request. Off with
+    ``IMPACT_RECORD_IMPRESSIONS=false``."""
     return _impressions_store([(placement_key or "", results)], served_at=served_at)
 
 
 def home_impressions_record(*, rows: Sequence, served_at: datetime | None = None) -> int:
-    """Home rows (``serving.Row``) as impressions, in one INSERT. Each kind of row is its own
+    """Home rows (``serving.Row``) as impressions, in one write. Each kind of row is its own
     placement: ``home:top_picks``, ``home:because``, ``home:trending``, ``home:new_in``."""
     return _impressions_store(
         [(home_row_placement(row.key), row.results) for row in rows], served_at=served_at
@@ -75,21 +136,104 @@ def _impressions_store(groups: list[tuple[str, Sequence]], *, served_at: datetim
         return 0
     served_at = served_at or timezone.now()
     rows = [
-        RecommendationImpression(
-            recommendation_id=r.recommendation_id,
-            served_at=served_at,
-            placement=placement[:100],
-            recommender=r.recommender[:100],
-            item_id=r.item.pk,
-            rank=r.rank,
-        )
+        (r.recommendation_id, placement[:100], r.recommender[:100], r.item.pk, r.rank)
         for placement, results in groups
         for r in results
     ]
-    if rows:
-        # Ids are random; a clash must not fail the request.
-        RecommendationImpression.objects.bulk_create(rows, ignore_conflicts=True)
+    if not rows:
+        return 0
+    if impressions_buffered():
+        import redis
+
+        try:
+            _redis().rpush(impression_keys()[0], json.dumps([served_at.isoformat(), rows]))
+            return len(rows)
+        except redis.RedisError:
+            logger.warning("Redis refused impressions; inserting them directly.", exc_info=True)
+    _impressions_insert([(served_at, rows)])
     return len(rows)
+
+
+def _impressions_insert(requests: Iterable[tuple[datetime, list]]) -> int:
+    rows = [
+        RecommendationImpression(
+            recommendation_id=rec_id,
+            served_at=served_at,
+            placement=placement,
+            recommender=recommender,
+            item_id=item_id,
+            rank=rank,
+        )
+        for served_at, request_rows in requests
+        for rec_id, placement, recommender, item_id, rank in request_rows
+    ]
+    if rows:
+        # Ids are random, and a flush may insert a batch twice: a clash is not an error.
+        RecommendationImpression.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    return len(rows)
+
+
+def _decode(elements: Iterable[bytes]) -> list[tuple[datetime, list]]:
+    requests = []
+    for element in elements:
+        try:
+            served_at, rows = json.loads(element)
+            rows = [tuple(row) for row in rows]
+            if not all(len(row) == 5 for row in rows):
+                raise ValueError("not an impression row")
+            requests.append((datetime.fromisoformat(served_at), rows))
+        except (ValueError, TypeError):
+            # Not written by _impressions_store: dropping it beats blocking every later flush.
+            logger.error("Dropped a malformed buffered impression: %r", element[:200])
+    return requests
+
+
+def impressions_flush(*, max_seconds: float = FLUSH_MAX_SECONDS) -> int:
+    """Move the impressions buffered in Redis into the table, in batches; the number of rows
+    written (re-inserted duplicates included). One flush at a time per database: a second
+    one returns 0 at once. A batch leaves Redis only after its rows are committed."""
+    if not impressions_buffered():
+        return 0
+    from redis.exceptions import LockError
+
+    queue, processing, lock_key = impression_keys()
+    client = _redis()
+    lock = client.lock(lock_key, timeout=FLUSH_LOCK_SECONDS, blocking=False)
+    if not lock.acquire():
+        return 0
+    move = client.register_script(_MOVE_BATCH)
+    written, deadline = 0, monotonic() + max_seconds
+    try:
+        # What a flush that died left behind comes first.
+        batch = client.lrange(processing, 0, -1)
+        while True:
+            if not batch:
+                if monotonic() > deadline:
+                    break
+                batch = move(keys=[queue, processing], args=[FLUSH_BATCH])
+                if not batch:
+                    break
+            with transaction.atomic():
+                written += _impressions_insert(_decode(batch))
+            # Only the rows just committed: LTRIM rather than DEL.
+            client.ltrim(processing, len(batch), -1)
+            lock.reacquire()
+            batch = []
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            logger.warning("The impression flush lock expired before the flush ended.")
+    return written
+
+
+def impressions_pending() -> int:
+    """Buffered impressions not yet flushed (requests, not rows): for monitoring."""
+    if not impressions_buffered():
+        return 0
+    queue, processing, _ = impression_keys()
+    client = _redis()
+    return client.llen(queue) + client.llen(processing)
 
 
 # --- Computation -----------------------------------------------------------------------------

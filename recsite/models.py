@@ -154,3 +154,31 @@ class ImpactRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"impact refresh {self.day_from}..{self.day_to} ({self.status})"
+
+
+# --- Transactional outbox (recsite/outbox.py, docs/operations.md) ----------------------------
+
+
+class OutboxTask(models.Model):
+    """A task message written in the transaction of the work it belongs to. Sent to the broker
+    after commit and deleted once sent; a row that stays was not sent (the broker could not be
+    reached), and the beat task ``outbox-resend`` sends it again."""
+
+    task = models.CharField(max_length=200, help_text="The Celery task's registered name.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed sends so far.")
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # The resend task's scan (rows older than a cut-off, oldest first) and the Jobs
+            # page's backlog line (count and oldest).
+            models.Index(fields=["created_at"], name="outboxtask_created_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)} (created {self.created_at:%Y-%m-%d %H:%M:%S})"

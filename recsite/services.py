@@ -161,7 +161,8 @@ def _first_line(text: str) -> str:
 
 def jobs_recent(*, user, limit: int = 50) -> list[Job]:
     """The latest long jobs the user may see (training, tag-suggestion training, imports,
-    segment refreshes and discoveries, experiment analyses), newest first, with progress and errors."""
+    segment refreshes and discoveries, experiment analyses, impact refreshes), newest first,
+    with progress and errors."""
     from catalog.models import ImportJob, TagSuggestionModel
     from experiments.models import AnalysisSnapshot
     from personalization.models import DiscoveryJob, SegmentRefresh, TrainingRun
@@ -258,6 +259,23 @@ def jobs_recent(*, user, limit: int = 50) -> list[Job]:
                     snapshot.computed_at,
                     None,
                     snapshot.experiment.get_absolute_url(),
+                )
+            )
+    if user.has_perm("personalization.view_recommender"):
+        from .models import ImpactRefresh
+
+        for refresh in ImpactRefresh.objects.all()[:limit]:
+            jobs.append(
+                Job(
+                    "Impact refresh",
+                    f"{refresh.day_from:%Y-%m-%d} to {refresh.day_to:%Y-%m-%d}",
+                    refresh.status,
+                    None,
+                    f"{refresh.rows} daily figures" if refresh.status == "succeeded" else "",
+                    _first_line(refresh.error),
+                    refresh.started_at,
+                    refresh.finished_at,
+                    reverse("impact"),
                 )
             )
     jobs.sort(key=lambda job: job.started_at or 0, reverse=True)

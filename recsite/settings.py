@@ -287,6 +287,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Bound worker memory: a pool process whose resident memory passed this after a task (a
+# training run on a large catalogue leaves big arenas behind) is replaced by a fresh one.
+# 0 turns the check off. Per-process limit in MiB.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_MB", 2048) * 1024 or None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -302,6 +306,9 @@ CELERY_TASK_ROUTES = {
     "catalog.tasks.import_job_execute": {"queue": "heavy"},
     "personalization.tasks.segment_discovery_execute": {"queue": "heavy"},
 }
+# With Redis, served impressions are buffered there and moved into the table in bulk this
+# often (recsite/impact.py, docs/impact.md); 0 inserts them on each request instead.
+IMPACT_IMPRESSION_FLUSH_SECONDS = env_int("IMPACT_IMPRESSION_FLUSH_SECONDS", 5)
 # The one place where the periodic schedule is declared.
 CELERY_BEAT_SCHEDULE = {
     "training-runs-reap-stale": {
@@ -336,6 +343,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recsite.tasks.impact_refresh",
         "schedule": crontab(minute="*/15"),
     },
+    **(
+        {
+            "impressions-flush": {
+                "task": "recsite.tasks.impressions_flush",
+                "schedule": IMPACT_IMPRESSION_FLUSH_SECONDS,
+                # Runs missed while no worker was up are dropped: the next one flushes all.
+                "options": {"expires": IMPACT_IMPRESSION_FLUSH_SECONDS},
+            }
+        }
+        if REDIS_URL and IMPACT_IMPRESSION_FLUSH_SECONDS > 0
+        else {}
+    ),
+    "outbox-resend": {
+        "task": "recsite.tasks.outbox_resend",
+        "schedule": crontab(minute="*"),
+    },
 }
 
 # --- Product settings -------------------------------------------------------------------
@@ -345,6 +368,9 @@ TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 3600)
 MODEL_STALE_AFTER_HOURS = env_int("MODEL_STALE_AFTER_HOURS", 168)
 # A run still queued after this long is sent to the broker again (its message was lost).
 TRAINING_REQUEUE_AFTER_SECONDS = env_int("TRAINING_REQUEUE_AFTER_SECONDS", 600)
+# A task message still in the outbox after this long (the broker was down when its request
+# committed) is sent again by beat's outbox-resend (recsite/outbox.py).
+OUTBOX_RESEND_AFTER_SECONDS = env_int("OUTBOX_RESEND_AFTER_SECONDS", 60)
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "")
 # Fitted models kept in memory per web process (least recently used are dropped).
 SERVING_MODELS_PER_PROCESS = env_int("SERVING_MODELS_PER_PROCESS", 8)

@@ -4,16 +4,25 @@ Replaces ``rest_framework.authtoken``, which keeps keys in clear. The header for
 same (``Authorization: Token KEY``), and keys issued by DRF before the switch keep working:
 migration ``recsite.0002_api_tokens`` stores their hash and deletes the clear copies.
 The views are in ``recsite.token_views`` (DRF imports this module while it starts).
+
+Each web process remembers the tokens it checked, with their users (and so their users'
+permissions), for ``SERVING_CACHE_SECONDS``: a script's requests then cost no query for
+authentication. A revoked token, a deactivated user or a changed role therefore takes up to
+that long to apply; 0 turns the cache off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -69,22 +78,57 @@ def token_revoke(*, token: ApiToken, revoked_by: AbstractBaseUser | None = None)
     return revoked
 
 
+def key_lookup(queryset: QuerySet, *, key_hash: str, now: datetime | None = None) -> Model | None:
+    """The unrevoked row of ``queryset`` (API tokens, tracking write keys: a ``key_hash``,
+    ``revoked_at`` and ``last_used_at``) with this hash. Records when it was last used, at
+    most once per ``LAST_USED_GRANULARITY`` so that the hot path stays read-only."""
+    row = queryset.filter(key_hash=key_hash, revoked_at__isnull=True).first()
+    if row is None:
+        return None
+    now = now or timezone.now()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
+        type(row)._default_manager.filter(pk=row.pk).update(last_used_at=now)
+        row.last_used_at = now
+    return row
+
+
 def token_authenticate(*, key: str, now: datetime | None = None) -> ApiToken | None:
     """The active token with this key, its user loaded; records when it was last used."""
     if not key:
         return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(key_hash=token_hash(key), revoked_at__isnull=True)
-        .first()
-    )
-    if token is None:
-        return None
-    now = now or timezone.now()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    return key_lookup(ApiToken.objects.select_related("user"), key_hash=token_hash(key), now=now)
+
+
+# Token hash -> (when it was checked, the token with its user); see the module's docstring.
+_checked: dict[str, tuple[float, ApiToken]] = {}
+_CHECKED_MAX = 10_000
+_checked_lock = threading.Lock()
+
+
+def token_authenticate_cached(*, key: str) -> ApiToken | None:
+    """``token_authenticate`` remembered for ``SERVING_CACHE_SECONDS`` in this process (hashes
+    only: no clear key is kept in memory). Unknown keys are not remembered."""
+    seconds = settings.SERVING_CACHE_SECONDS
+    if seconds <= 0 or not key:
+        return token_authenticate(key=key)
+    digest = token_hash(key)
+    now = time.monotonic()
+    hit = _checked.get(digest)
+    if hit is not None and now - hit[0] < seconds:
+        return hit[1]
+    token = token_authenticate(key=key)
+    if token is not None:
+        with _checked_lock:
+            if len(_checked) >= _CHECKED_MAX:
+                _checked.clear()
+            _checked[digest] = (now, token)
     return token
+
+
+def token_cache_clear() -> None:
+    """Forget the tokens this process checked (tests; after restoring a backup)."""
+    with _checked_lock:
+        _checked.clear()
 
 
 def token_may_manage(*, user: AbstractBaseUser, token: ApiToken) -> bool:
@@ -96,7 +140,7 @@ class HashedTokenAuthentication(authentication.TokenAuthentication):
     """``Authorization: Token KEY`` checked against the stored hashes (DRF's header parsing)."""
 
     def authenticate_credentials(self, key):
-        token = token_authenticate(key=key)
+        token = token_authenticate_cached(key=key)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
         if not token.user.is_active:

@@ -14,6 +14,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # First: the API's hot paths (recommendations, ingestion) then skip every page's pattern.
+    path("api/v1/", include(api_v1)),
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("jobs/", views.jobs, name="jobs"),
@@ -35,7 +37,6 @@ urlpatterns = [
     path("", include("personalization.urls")),
     path("experiments/", include("experiments.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(api_v1)),
     # A new hashed token for a user name and password (recsite.tokens; throttled like the API).
     path("api/token/", token_views.ObtainToken.as_view(), name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

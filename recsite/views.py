@@ -1,21 +1,24 @@
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
-from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
+from markdown_it import MarkdownIt
 
 from personalization import charts as event_charts
 from personalization.models import Recommender, TrainingRun
 
-from . import charts, impact
+from . import charts, impact, tables
 from . import dashboard as dashboard_figures
 from .forms import RANGE_PRESETS, DateRangeForm, TimeZoneForm
 from .middleware import time_zone_set
@@ -88,8 +91,11 @@ def _ctr_chart(report: impact.ImpactReport) -> dict:
 @permission_required("personalization.view_recommender", raise_exception=True)
 def impact_page(request):
     """Business impact: how much engagement follows a click on a recommendation, per placement
-    and per recommender, over time (figures refreshed by a beat task, see docs/impact.md)."""
-    form = _range_form(request)
+    and per recommender, over time (figures refreshed by a beat task, see docs/impact.md).
+
+    The figures are stored per UTC day, so the range is in UTC days too ("last 7 days" ends with
+    today in UTC, as in the API) and the page says where a UTC day starts in the user's time zone."""
+    form = DateRangeForm(request.GET or None, today=timezone.now().astimezone(UTC).date())
     day_from, day_to = form.range()
     algorithms = _algorithms()
     by_placement = impact.impact_report(day_from=day_from, day_to=day_to, by="placement")
@@ -125,6 +131,9 @@ def impact_page(request):
         "preset": form.preset,
         "day_from": day_from,
         "day_to": day_to,
+        # Midnight UTC, which the template shows in the user's time zone.
+        "utc_day_start": datetime.combine(day_to, time.min, tzinfo=UTC),
+        "user_time_zone": timezone.get_current_timezone_name(),
         "summary": summary,
         "types": types,
         "measured_types": by_placement.types,
@@ -166,9 +175,15 @@ def account_settings(request):
 GUIDE = Path(settings.BASE_DIR) / "docs" / "guide.md"
 
 
+# CommonMark plus tables. Raw HTML in the guide is escaped, not passed through ("html": False),
+# and markdown-it refuses javascript:, vbscript:, file: and data: links, so the output is safe
+# to mark as such; it has no inline scripts or styles, so the CSP holds.
+GUIDE_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
 def guide_sections(text: str) -> list[dict]:
-    """The guide split at its "## " headings, each with an anchor; bodies stay plain text
-    (escaped by the template), so no Markdown library is needed."""
+    """The guide split at its "## " headings, each with an anchor and its body rendered from
+    Markdown to HTML (``html``)."""
     sections: list[dict] = []
     current = {"title": "", "anchor": "top", "body": []}
     for line in text.splitlines():
@@ -181,7 +196,12 @@ def guide_sections(text: str) -> list[dict]:
         elif not line.startswith("!["):  # images are for the Markdown viewers of docs/
             current["body"].append(line)
     sections.append(current)
-    return [{**s, "body": "\n".join(s["body"]).strip()} for s in sections if s["title"] or s["body"]]
+    out = []
+    for section in sections:
+        body = "\n".join(section["body"]).strip()
+        if section["title"] or body:
+            out.append({**section, "body": body, "html": mark_safe(GUIDE_MARKDOWN.render(body))})
+    return out
 
 
 def help_page(request):
@@ -218,20 +238,37 @@ def server_error(request):
     return render(request, "500.html", status=500)
 
 
+AUDIT_COLUMNS = [
+    tables.Column("at", "When", ("at",), descending_first=True),
+    tables.Column("who", "Who", ("actor_label", "at")),
+    tables.Column("action", "Action", ("action", "at")),
+    tables.Column("target", "Target", ("target_label", "at")),
+    tables.Column("detail", "Detail"),
+    tables.Column("ip", "IP", ("ip", "at")),
+]
+
+
 @permission_required("recsite.view_auditentry", raise_exception=True)
 def audit_log(request):
     entries = AuditEntry.objects.all()
     action = request.GET.get("action", "")
     if action:
         entries = entries.filter(action=action)
-    page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
-    return render(request, "recsite/audit_log.html", {"page": page, "action": action, "actions": actions})
+    query = request.GET.get("q", "").strip()
+    if query:
+        entries = entries.filter(Q(actor_label__icontains=query) | Q(target_label__icontains=query))
+    table = tables.table(request, entries, AUDIT_COLUMNS, default_sort="-at")
+    actions = [
+        (a, a) for a in AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
+    ]
+    context = {"table": table, "page": table.page, "action": action, "actions": actions, "q": query}
+    return render(request, "recsite/audit_log.html", context)
 
 
 def jobs(request):
     """Every long job the user may see, with its progress, status and error; failed
     training runs can be retried from here."""
-    from . import services
+    from . import outbox, services
 
-    return render(request, "jobs.html", {"jobs": services.jobs_recent(user=request.user)})
+    context = {"jobs": services.jobs_recent(user=request.user), "backlog": outbox.outbox_backlog()}
+    return render(request, "jobs.html", context)

@@ -41,22 +41,26 @@
     experiment: { label: "experiment", type: "select", options: [""].concat(Object.keys(data.experiments)) },
     variant: { label: "variant", type: "variant" },
     exposed: { label: "exposed only", type: "checkbox" },
-    properties: { label: "where property", type: "property" },
+    properties: { label: "where property", type: "properties" },
+    window: { label: "when", type: "window" },
+    window_optional: { label: "when", type: "window", optional: true },
     signal: { label: "signal", type: "select", options: ["abandon", "cart_abandon"] },
     segment: { label: "segment", type: "segment" },
     tag: { label: "tag", type: "select", options: tags },
     sentiment: { label: "sentiment", type: "select", options: ["like", "dislike"] }
   };
   var KINDS = {
-    performed: { fields: ["event", "name", "item_tag", "properties", "count_op", "count", "last_days"],
+    performed: { fields: ["event", "name", "item_tag", "count_op", "count", "window_optional", "properties"],
       defaults: { event: "play", count_op: "at_least", count: 1, last_days: 30 } },
-    not_performed: { fields: ["event", "name", "item_tag", "last_days"], defaults: { event: "play", last_days: 7 } },
-    first_time_within: { fields: ["event", "name", "last_days"], defaults: { event: "purchase", last_days: 7 } },
-    stopped: { fields: ["event", "name", "long_days", "recent_days"],
+    not_performed: { fields: ["event", "name", "item_tag", "window_optional", "properties"],
+      defaults: { event: "play", last_days: 7 } },
+    first_time_within: { fields: ["event", "name", "item_tag", "window", "properties"],
+      defaults: { event: "purchase", last_days: 7 } },
+    stopped: { fields: ["event", "name", "item_tag", "long_days", "recent_days", "properties"],
       defaults: { event: "play", long_days: 90, recent_days: 14 } },
-    restarted: { fields: ["event", "name", "item_tag", "old_days", "gap_days", "again_days"],
+    restarted: { fields: ["event", "name", "item_tag", "old_days", "gap_days", "again_days", "properties"],
       defaults: { event: "play", old_days: 90, gap_days: 30, recent_days: 7 } },
-    sequence: { fields: ["event", "then_event", "within_hours"],
+    sequence: { fields: ["event", "then_event", "within_hours", "window_optional"],
       defaults: { event: "add_to_cart", then_event: "purchase", within_hours: 24 } },
     trait: { fields: ["field", "trait_op", "value"], defaults: { field: "plan", op: "eq", value: "" } },
     engagement: { fields: ["metric", "cmp", "number_value", "watch_property", "last_days"],
@@ -91,34 +95,102 @@
     return op === "eq" || op === "neq" ? numeric(raw) : raw;
   }
 
-  function propertyInput(cond, label) {
-    // One property filter in the builder; the JSON rule takes a list.
-    var prop = (cond.properties && cond.properties[0]) || { property: "", op: "eq", value: "" };
-    var name = el("input", { type: "text", "aria-label": label + " property name", placeholder: "property", size: "10" });
+  function propertyRow(cond, n, label, path) {
+    // One filter of the condition's property list; typing edits it in place (no re-render,
+    // so the focus stays), adding or removing one re-renders the condition.
+    var prop = cond.properties[n];
+    var rowLabel = label + " property " + (n + 1);
+    var name = el("input", { type: "text", "aria-label": rowLabel + " name", placeholder: "property", size: "10" });
     name.value = prop.property || "";
-    var op = el("select", { "aria-label": label + " property operator" });
+    var op = el("select", { "aria-label": rowLabel + " operator" });
     data.trait_ops.forEach(function (o) { op.appendChild(el("option", { value: o, text: o.replace(/_/g, " ") })); });
     op.value = prop.op || "eq";
-    var value = el("input", { type: "text", "aria-label": label + " property value", placeholder: "value", size: "10" });
+    var value = el("input", { type: "text", "aria-label": rowLabel + " value", placeholder: "value", size: "10" });
     value.value = prop.value === undefined ? "" : (Array.isArray(prop.value) ? prop.value.join(",") : prop.value);
+    value.hidden = op.value === "is_set";
     function update() {
-      if (!name.value.trim()) { delete cond.properties; changed(false); return; }
       var next = { property: name.value.trim(), op: op.value };
       var v = traitValue(op.value, value.value);
       if (v !== undefined) { next.value = v; }
-      cond.properties = [next];
+      value.hidden = op.value === "is_set";
+      cond.properties[n] = next;
       changed(false);
     }
     [name, value].forEach(function (i) { i.addEventListener("input", update); });
     op.addEventListener("change", update);
-    return el("label", { class: "rb-field" }, [el("span", { text: F.properties.label }), name, op, value]);
+    var remove = el("button", { type: "button", class: "btn small", text: "×", "aria-label": "Remove " + rowLabel });
+    remove.addEventListener("click", function () {
+      cond.properties.splice(n, 1);
+      if (!cond.properties.length) { delete cond.properties; }
+      changed(true);
+    });
+    return el("div", { class: "rb-property", "data-path": path + ".properties[" + n + "]" }, [name, op, value, remove]);
   }
 
-  function fieldInput(cond, name, label) {
+  function propertiesInput(cond, label, path) {
+    var rows = (cond.properties || []).map(function (prop, n) { return propertyRow(cond, n, label, path); });
+    var add = el("button", { type: "button", class: "btn small", text: "+ property filter",
+      "aria-label": "Add a property filter to " + label });
+    add.addEventListener("click", function () {
+      cond.properties = (cond.properties || []).concat([{ property: "", op: "eq", value: "" }]);
+      changed(true);
+    });
+    var head = el("span", { text: rows.length ? F.properties.label + " (all must hold)" : "" });
+    return el("div", { class: "rb-field rb-properties" }, [head].concat(rows).concat([add]));
+  }
+
+  function isoDay(offsetDays) {
+    var d = new Date(Date.now() - offsetDays * 86400000);
+    return d.toISOString().slice(0, 10);  // UTC, like the rule's dates
+  }
+
+  function windowInput(cond, label, optional) {
+    // "in the last D days" (last_days) or "between dates" (from / to, inclusive UTC days);
+    // optional windows may also be "at any time" (no window).
+    var mode = cond.from !== undefined || cond.to !== undefined ? "between" : (cond.last_days !== undefined ? "last" : "any");
+    if (!optional && mode === "any") { mode = "last"; }
+    var choice = el("select", { "aria-label": label + " window" });
+    var modes = [["last", "in the last (days)"], ["between", "between dates"]];
+    if (optional) { modes.push(["any", "at any time"]); }
+    modes.forEach(function (m) { choice.appendChild(el("option", { value: m[0], text: m[1] })); });
+    choice.value = mode;
+    choice.addEventListener("change", function () {
+      delete cond.last_days; delete cond.from; delete cond.to;
+      if (choice.value === "last") { cond.last_days = 30; }
+      if (choice.value === "between") { cond.from = isoDay(30); cond.to = isoDay(0); }
+      changed(true);
+    });
+    var parts = [el("span", { text: F.window.label }), choice];
+    if (mode === "last") {
+      var days = el("input", { type: "number", min: "1", step: "1", "aria-label": label + " in the last (days)" });
+      days.value = cond.last_days === undefined ? "" : cond.last_days;
+      days.addEventListener("input", function () {
+        if (days.value === "") { delete cond.last_days; } else { cond.last_days = Number(days.value); }
+        changed(false);
+      });
+      parts.push(days);
+    } else if (mode === "between") {
+      ["from", "to"].forEach(function (key) {
+        var input = el("input", { type: "date", "aria-label": label + " " + key + " date" });
+        input.value = cond[key] || "";
+        input.addEventListener("input", function () {
+          if (input.value) { cond[key] = input.value; } else { delete cond[key]; }
+          changed(false);
+        });
+        if (key === "to") { parts.push(el("span", { text: "and" })); }
+        parts.push(input);
+      });
+      parts.push(el("span", { class: "muted", text: "(whole days, UTC)" }));
+    }
+    return el("div", { class: "rb-field rb-window" }, parts);
+  }
+
+  function fieldInput(cond, name, label, path) {
     var spec = F[name];
     var key = spec.key || name;
     var input;
-    if (spec.type === "property") { return propertyInput(cond, label); }
+    if (spec.type === "properties") { return propertiesInput(cond, label, path); }
+    if (spec.type === "window") { return windowInput(cond, label, !!spec.optional); }
     if (spec.type === "checkbox") {
       input = el("input", { type: "checkbox", "aria-label": label + " " + spec.label });
       input.checked = !!cond[key];
@@ -159,8 +231,8 @@
     return el("label", { class: "rb-field" }, [el("span", { text: spec.label }), input]);
   }
 
-  function renderCondition(cond, parent, index, label) {
-    var row = el("div", { class: "rb-condition" });
+  function renderCondition(cond, parent, index, label, path) {
+    var row = el("div", { class: "rb-condition", "data-path": path });
     var kind = el("select", { "aria-label": label + " kind" });
     Object.keys(KINDS).forEach(function (k) { kind.appendChild(el("option", { value: k, text: k.replace(/_/g, " ") })); });
     kind.value = cond.kind;
@@ -171,7 +243,7 @@
     row.appendChild(kind);
     (KINDS[cond.kind] || { fields: [] }).fields.forEach(function (name) {
       if (F[name].when && !F[name].when(cond)) { return; }
-      row.appendChild(fieldInput(cond, name, label));
+      row.appendChild(fieldInput(cond, name, label, path));
     });
     var remove = el("button", { type: "button", class: "btn small", text: "Remove", "aria-label": "Remove " + label });
     remove.addEventListener("click", function () { parent.conditions.splice(index, 1); changed(true); });
@@ -179,8 +251,8 @@
     return row;
   }
 
-  function renderGroup(group, parent, index, label) {
-    var box = el("fieldset", { class: "rb-group" });
+  function renderGroup(group, parent, index, label, path) {
+    var box = el("fieldset", { class: "rb-group", "data-path": path });
     var head = el("div", { class: "rb-group-head" });
     var op = el("select", { "aria-label": label + " match" });
     [["and", "all of (AND)"], ["or", "any of (OR)"]].forEach(function (o) { op.appendChild(el("option", { value: o[0], text: o[1] })); });
@@ -200,7 +272,9 @@
     box.appendChild(head);
     group.conditions.forEach(function (cond, n) {
       var childLabel = (label === "Rule" ? "Condition " : label + "." ) + (n + 1);
-      box.appendChild(cond.conditions ? renderGroup(cond, group, n, childLabel) : renderCondition(cond, group, n, childLabel));
+      var childPath = path + ".conditions[" + n + "]";
+      box.appendChild(cond.conditions ? renderGroup(cond, group, n, childLabel, childPath)
+        : renderCondition(cond, group, n, childLabel, childPath));
     });
     var add = el("button", { type: "button", class: "btn small", text: "Add condition" });
     add.addEventListener("click", function () {
@@ -217,7 +291,7 @@
   }
 
   function render() {
-    root.replaceChildren(renderGroup(rule.root, null, 0, "Rule"));
+    root.replaceChildren(renderGroup(rule.root, null, 0, "Rule", "root"));
   }
 
   var timer = null;
@@ -233,9 +307,42 @@
       credentials: "same-origin"
     }).then(function (r) { return r.json(); }).then(function (body) {
       if (mine !== sequence) { return; }
-      if (body.error) { output.textContent = "—"; errorBox.textContent = body.error; }
+      markInvalid(body.field);
+      if (body.error) { output.textContent = "—"; errorBox.textContent = describeError(body.field, body.error); }
       else { output.textContent = body.size.toLocaleString(); errorBox.textContent = ""; }
     });
+  }
+
+  // "root.conditions[0].properties[1].property: is required." reads as
+  // "Condition 1, property filter 2, property: is required." (the labels the builder shows).
+  function describeError(path, error) {
+    if (!path || error.indexOf(path + ": ") !== 0) { return error; }
+    var message = error.slice(path.length + 2);
+    var parts = [];
+    var condition = [];
+    path.split(".").slice(1).forEach(function (token) {
+      var m = /^(\w+)\[(\d+)\]$/.exec(token);
+      if (m && m[1] === "conditions") { condition.push(Number(m[2]) + 1); return; }
+      if (condition.length) { parts.push("Condition " + condition.join(".")); condition = []; }
+      if (m && m[1] === "properties") { parts.push("property filter " + (Number(m[2]) + 1)); }
+      else { parts.push(token.replace(/_/g, " ")); }
+    });
+    if (condition.length) { parts.push("Condition " + condition.join(".")); }
+    return (parts.length ? parts.join(", ") : "Rule") + ": " + message;
+  }
+
+  function markInvalid(path) {
+    // Outline the innermost part of the builder that the error names.
+    var best = null;
+    root.querySelectorAll("[data-path]").forEach(function (node) {
+      node.classList.remove("rb-invalid");
+      node.removeAttribute("aria-invalid");
+      var p = node.getAttribute("data-path");
+      if (path && (path === p || path.indexOf(p + ".") === 0) && (!best || p.length > best.getAttribute("data-path").length)) {
+        best = node;
+      }
+    });
+    if (best && best !== root.firstChild) { best.classList.add("rb-invalid"); best.setAttribute("aria-invalid", "true"); }
   }
 
   function changed(rerender) {

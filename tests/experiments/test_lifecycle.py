@@ -105,6 +105,23 @@ def test_only_one_primary_metric_per_experiment():
         )
 
 
+def test_a_refused_save_changes_nothing_and_the_same_instance_can_be_saved_again():
+    exp = builders.experiment()
+    seen = Experiment.objects.get(pk=exp.pk).version
+    plays = builders.metric("plays", kind="mean", event_type="play")
+    exp.name = "Renamed"
+    with pytest.raises(services.ExperimentError, match="only one primary"):
+        services.experiment_save(
+            experiment=exp,
+            changed_fields=["name"],
+            metrics=[(plays, "primary"), (Experiment.objects.get(pk=exp.pk).metrics.get(), "primary")],
+        )
+    # The check ran before the version was claimed: nothing moved, in the database or in memory.
+    assert Experiment.objects.get(pk=exp.pk).version == exp.version == seen
+    services.experiment_save(experiment=exp, changed_fields=["name"])
+    assert Experiment.objects.filter(pk=exp.pk).values_list("name", "version").get() == ("Renamed", seen + 1)
+
+
 def test_renaming_a_variant_of_a_running_experiment_needs_no_new_phase():
     exp = builders.experiment(start=True)
     variants = [

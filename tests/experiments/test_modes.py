@@ -225,3 +225,40 @@ def test_the_beat_task_updates_running_bandits_and_the_report_charts_the_allocat
     services.experiment_analyze(experiment_id=exp.pk)
     html = client_as("analyst").get(reverse("experiments:experiment_detail", args=[exp.key])).content.decode()
     assert 'id="chart-allocation"' in html and "Chance to be best" in html
+
+
+def test_a_reward_credits_only_the_latest_exposure_before_it():
+    """Every request draws an arm and records an exposure, so one profile often sees several
+    banners within a reward window. Its click counts once, for the banner it saw last."""
+    exp = bandit()
+    arms = {v.key: v for v in exp.variants.all()}
+    now = timezone.now().replace(second=0, microsecond=0)
+    start = now - timedelta(days=1)
+    repeat, switch, quiet = factories.profiles(3)
+
+    def expose(profile, arm, minutes):
+        Exposure.objects.create(
+            experiment=exp,
+            phase=1,
+            profile=profile,
+            variant=arms[arm],
+            timestamp=start + timedelta(minutes=minutes),
+        )
+
+    # The same banner twice, then one click: one success out of two trials.
+    expose(repeat, "arm0", 0)
+    expose(repeat, "arm0", 10)
+    builders.event(repeat, "purchase", start + timedelta(minutes=20))
+    # arm1, then arm2, then one click: arm2 earned it, arm1 did not.
+    expose(switch, "arm1", 0)
+    expose(switch, "arm2", 30)
+    builders.event(switch, "purchase", start + timedelta(minutes=40))
+    # A click before any later exposure still credits the earlier one; the later one is a failure.
+    expose(quiet, "arm1", 0)
+    builders.event(quiet, "purchase", start + timedelta(minutes=5))
+    expose(quiet, "arm1", 60)
+    allocation = modes.bandit_update(experiment=exp, now=now)
+    got = {k: (v["trials"], v["successes"]) for k, v in allocation.arms.items()}
+    assert got == {"arm0": (2, 1), "arm1": (3, 1), "arm2": (1, 1)}
+    # Three clicks, three successes: none credited twice.
+    assert sum(s for _, s in got.values()) == 3

@@ -1,9 +1,10 @@
 """The broker stopped for a while (a private redis-server of this test, stopped and restarted on
 the same port with its append-only file).
 
-While it is down, tracking ingestion and serving go on and a training request is accepted;
-once it is back, the work queued before the outage and the work requested during it both run,
-and nothing is lost. Runs on SQLite or PostgreSQL; needs ``redis-server``.
+While it is down, tracking ingestion and serving go on, and a training request and a segment
+refresh are accepted; once it is back, the work queued before the outage and the work
+requested during it all run (the refresh from the outbox, recsite/outbox.py), and nothing is
+lost. Runs on SQLite or PostgreSQL; needs ``redis-server``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import pytest
 from django.db import transaction
 
 from personalization import services, tracking
-from personalization.models import Event, Recommender, TrainingRun
+from personalization.models import Event, Recommender, Segment, SegmentRefresh, TrainingRun
+from recsite import outbox
 from recsite.celery import app as celery_app
+from recsite.models import OutboxTask
 from tests import factories
 
 from .conftest import broker_use, wait_for
@@ -47,6 +50,12 @@ def test_ingestion_and_serving_go_on_while_the_broker_is_down_and_queued_work_re
     factories.events([(u, items[(n + k) % 8], "play") for n, u in enumerate(users) for k in range(3)])
     first = Recommender.objects.create(name="trending", algorithm="trending")
     second = Recommender.objects.create(name="trending-7d", algorithm="trending", params={"window_days": 7})
+    players = Segment.objects.create(
+        key="players", name="Players", kind=Segment.Kind.DYNAMIC,
+        rule={"version": 1, "root": {"op": "and", "not": False, "conditions": [
+            {"kind": "performed", "event": "play", "last_days": 30},
+        ]}},
+    )  # fmt: skip
     active = services.training_run_request(recommender=first)  # eager (no worker yet): active model
     assert TrainingRun.objects.get(pk=active.pk).status == "succeeded"
     _, write_key = tracking.write_key_create(source_name="web")
@@ -78,25 +87,40 @@ def test_ingestion_and_serving_go_on_while_the_broker_is_down_and_queued_work_re
     during = marketer.post(f"/api/v1/recommenders/{second.pk}/train")
     assert during.status_code == 202, during.content
     assert TrainingRun.objects.get(pk=during.json()["id"]).status == "queued"
+    # A segment refresh is accepted too: its message waits in the outbox.
+    refresh = marketer.post(f"/api/v1/segments/{players.pk}/refresh")
+    assert refresh.status_code == 202, refresh.content
+    assert list(OutboxTask.objects.values_list("task", "args")) == [
+        ("personalization.tasks.segment_refresh", [players.pk, "api"])
+    ]
 
     # A worker started during the outage waits for the broker instead of exiting.
     worker = real_worker(broker_url=private_redis.url, name="worker-outage")
     private_redis.start()
 
-    # The reaper (beat, every 5 minutes) sends again the run whose message never left.
+    # The reaper (beat, every 5 minutes) sends again the run whose message never left, and the
+    # outbox resend (beat, every minute) the refresh.
     settings.TRAINING_REQUEUE_AFTER_SECONDS = 0
+    settings.OUTBOX_RESEND_AFTER_SECONDS = 0
     with transaction.atomic():
         services.training_runs_reap_stale()
+    assert outbox.outbox_resend() == 1
+    assert not OutboxTask.objects.exists()
 
     def finished():
         assert worker.alive(), f"the worker exited:\n{worker.output()}"
         runs = TrainingRun.objects.filter(pk__in=[before.json()["id"], during.json()["id"]])
-        return all(r.status in ("succeeded", "failed") for r in runs)
+        refreshed = SegmentRefresh.objects.filter(segment=players, status__in=("succeeded", "failed"))
+        return all(r.status in ("succeeded", "failed") for r in runs) and refreshed.exists()
 
-    wait_for(finished, timeout=180, what="both queued runs to finish after the outage", interval=1)
+    wait_for(
+        finished, timeout=180, what="both queued runs and the refresh to finish after the outage", interval=1
+    )
     for run_id in (before.json()["id"], during.json()["id"]):
         run = TrainingRun.objects.get(pk=run_id)
         assert run.status == "succeeded", f"{run.error}\n{worker.output()}"
     # Nothing lost, nothing doubled: every tracked event once, one run per request.
     assert Event.objects.filter(message_id__startswith="outage-").count() == 60
     assert TrainingRun.objects.filter(recommender=second).count() == 1
+    done = SegmentRefresh.objects.get(segment=players)
+    assert (done.status, done.trigger, done.size) == ("succeeded", "api", 10), done.error

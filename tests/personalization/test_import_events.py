@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, connections
 
 from catalog.models import Item
 from personalization import tracking
@@ -24,7 +26,10 @@ u3,m2,add_to_list,,2026-11-04T10:00:00Z,,
 
 
 @pytest.fixture
-def catalog(db):
+def catalog(transactional_db):
+    # Committed for real: on PostgreSQL the importer's writer thread has its own connection,
+    # which would not see rows of a test transaction (inside one the import runs on the
+    # caller's connection, see events_import).
     Item.objects.bulk_create([Item(external_id="m1", title="M1"), Item(external_id="m2", title="M2")])
 
 
@@ -129,8 +134,192 @@ def test_an_ndjson_import_takes_segment_messages(catalog, tmp_path):
     assert Event.objects.get(type="purchase").value == 9.5
 
 
-def test_a_csv_without_the_required_columns_is_refused(db, tmp_path):
+def test_a_csv_without_the_required_columns_is_refused(transactional_db, tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("user,thing\nu1,x\n")
     with pytest.raises(CommandError, match="Missing CSV columns"):
         call_command("import_events", str(path))
+
+
+def test_a_value_that_is_not_a_finite_number_is_rejected_not_stored(catalog, tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event,value,timestamp\n"
+        "u1,m1,rate,nan,2026-11-01T10:00:00Z\nu1,m1,rate,inf,2026-11-01T10:00:00Z\n"
+        "u1,m1,rate,4,2026-11-01T10:00:00Z\n"
+    )
+    report = tracking.events_import(path=path)
+    assert (report.stored, report.rejected) == (1, 2)
+    assert report.errors == [(2, "value 'nan' is not a number."), (3, "value 'inf' is not a number.")]
+
+
+def test_the_parser_thread_reports_a_file_that_is_not_utf8_after_the_chunks_before_it(catalog, tmp_path):
+    path = tmp_path / "events.csv"
+    # Past the first 8 KB that the reader decodes at once, so that whole chunks come before.
+    path.write_bytes(
+        b"user_id,item_id,event,value,timestamp\n"
+        + b"".join(b"u%03d,m1,play,,2026-11-01T10:00:00Z\n" % n for n in range(400))
+        + b"u9,m1,\xff\xfe,,2026-11-01T10:00:00Z\n"
+    )
+    with pytest.raises(tracking.ImportFailed, match="not UTF-8"):
+        tracking.events_import(path=path, chunk_size=100)
+    stored = Event.objects.count()
+    assert stored > 0 and stored % 100 == 0
+    assert ImportCheckpoint.objects.get().line == stored + 1
+
+
+def _many_users_csv(path, *, rows: int, users: int) -> None:
+    path.write_text(
+        "user_id,item_id,event,value,timestamp\n"
+        + "".join(f"u{n % users},m{1 + n % 2},play,,2026-11-01T10:{n % 60:02d}:00Z\n" for n in range(rows))
+    )
+
+
+def test_chunks_sharing_user_ids_resolve_to_one_profile_each_across_the_writer_pipeline(catalog, tmp_path):
+    """Chunk N+1 is resolved while chunk N is written: a user first seen in chunk N must not
+    get a second profile in N+1, and every event must count once in the strengths."""
+    path = tmp_path / "events.csv"
+    _many_users_csv(path, rows=300, users=7)
+    report = tracking.events_import(path=path, chunk_size=10)
+    assert (report.stored, report.duplicates, report.rejected, report.lines) == (300, 0, 0, 301)
+    assert Profile.objects.count() == 7
+    assert Event.objects.count() == 300
+    assert sum(Interaction.objects.values_list("count", flat=True)) == 300
+    checkpoint = ImportCheckpoint.objects.get()
+    assert (checkpoint.line, checkpoint.stored) == (301, 300)
+
+
+def test_a_failing_write_stops_the_import_with_earlier_chunks_committed_and_a_rerun_completes(
+    catalog, tmp_path, monkeypatch
+):
+    path = tmp_path / "events.csv"
+    _many_users_csv(path, rows=100, users=5)
+    real = tracking.interactions.interactions_add
+    calls: list[str] = []
+
+    def failing_third(**kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(**kwargs)
+
+    monkeypatch.setattr(tracking.interactions, "interactions_add", failing_third)
+    with pytest.raises(RuntimeError, match="disk full"):
+        tracking.events_import(path=path, chunk_size=10)
+    # On PostgreSQL the chunks are written by the writer thread, on SQLite by the caller.
+    assert set(calls) == {"import-writer" if connection.vendor == "postgresql" else "MainThread"}
+    # Chunks 1-2 committed with their checkpoint; nothing of chunk 3 or later.
+    assert Event.objects.count() == 20
+    assert ImportCheckpoint.objects.get().line == 21
+    monkeypatch.setattr(tracking.interactions, "interactions_add", real)
+    again = tracking.events_import(path=path, chunk_size=10)
+    assert (again.stored, again.resumed_from) == (80, 21)
+    assert Event.objects.count() == 100
+    assert sum(Interaction.objects.values_list("count", flat=True)) == 100
+    assert Profile.objects.count() == 5
+
+
+def item_orphans() -> tuple[int, int]:
+    """(events, interactions) whose item does not exist (no database constraint checks it)."""
+    known = Item.objects.values("pk")
+    return (
+        Event.objects.filter(item__isnull=False).exclude(item_id__in=known).count(),
+        Interaction.objects.exclude(item_id__in=known).count(),
+    )
+
+
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (the writer thread; SQLite serialises write transactions)")
+
+
+def test_an_item_deleted_while_an_import_chunk_is_written_takes_its_rows_with_it(
+    catalog, tmp_path, monkeypatch
+):
+    """The writer has locked the chunk's items and not committed; a deletion of one of them
+    waits for the chunk, then clears it from the chunk's events and drops its interactions."""
+    _postgres_only()
+    path = tmp_path / "events.csv"
+    _many_users_csv(path, rows=20, users=3)
+    written, release = threading.Event(), threading.Event()
+    real = tracking.interactions.interactions_add
+    errors: list[BaseException] = []
+    deleter_pid: list[int] = []
+
+    def hold(**kwargs):
+        written.set()
+        release.wait(30)
+        return real(**kwargs)
+
+    monkeypatch.setattr(tracking.interactions, "interactions_add", hold)
+
+    def run(target):
+        def body():
+            try:
+                target()
+            except BaseException as exc:  # reported by the test's thread
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=body)
+        thread.start()
+        return thread
+
+    def delete():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            deleter_pid.append(cursor.fetchone()[0])
+        Item.objects.filter(external_id="m1").delete()
+
+    importer = run(lambda: tracking.events_import(path=path, chunk_size=100))
+    assert written.wait(30)
+    deleter = run(delete)
+    while not deleter_pid and deleter.is_alive():
+        threading.Event().wait(0.01)
+    _wait_until_blocked(deleter_pid[0])
+    release.set()
+    importer.join(30)
+    deleter.join(30)
+    assert not errors
+    assert item_orphans() == (0, 0)
+    assert Event.objects.count() == 20
+    assert Event.objects.filter(item__isnull=True).count() == 10  # the m1 events, cleared
+    assert set(Interaction.objects.values_list("item__external_id", flat=True)) == {"m2"}
+
+
+def test_an_item_deleted_between_the_look_ahead_and_the_write_is_resolved_again(
+    catalog, tmp_path, monkeypatch
+):
+    _postgres_only()
+    path = tmp_path / "events.csv"
+    _many_users_csv(path, rows=20, users=3)
+    prepare = tracking._import_prepare
+
+    def prepare_then_delete(*args):
+        prepared = prepare(*args)
+        Item.objects.filter(external_id="m1").delete()  # committed before the writer locks
+        return prepared
+
+    monkeypatch.setattr(tracking, "_import_prepare", prepare_then_delete)
+    report = tracking.events_import(path=path, chunk_size=100)
+    assert report.stored == 20
+    assert item_orphans() == (0, 0)
+    # Resolved again as an unknown item: a placeholder, or no item (TRACKING_UNKNOWN_ITEMS).
+    m1 = Item.objects.filter(external_id="m1").first()
+    assert (
+        Event.objects.filter(item=m1).count() == 10 if m1 else Event.objects.filter(item=None).count() == 10
+    )
+    assert sum(Interaction.objects.values_list("count", flat=True)) == (20 if m1 else 10)
+
+
+def _wait_until_blocked(pid: int) -> None:
+    """Poll (bounded) until the backend ``pid`` waits for a lock."""
+    with connections["default"].cursor() as cursor:
+        for _ in range(2000):
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+            row = cursor.fetchone()
+            if row and row[0] == "Lock":
+                return
+            threading.Event().wait(0.01)
+    raise AssertionError("the deletion never waited for the import's lock")

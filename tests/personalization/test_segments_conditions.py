@@ -242,3 +242,139 @@ def test_the_window_edges_are_relative_to_now(world):
     track(p["ann"], "play", days_ago=7)
     cond = {"kind": "restarted", "event": "play", "old_days": 90, "gap_days": 30, "recent_days": 7}
     assert members(cond) == {"ann"}
+
+
+# --- several property filters, item tags and windows between dates -----------------------------
+
+
+def test_several_property_filters_and_an_item_tag_must_all_hold(world):
+    p, robot, weepie = world["people"], world["robot"], world["weepie"]
+    track(p["ann"], "play", days_ago=1, item=robot, device="tv", minutes=50)
+    track(p["bob"], "play", days_ago=1, item=robot, device="tv", minutes=10)  # too short
+    track(p["cat"], "play", days_ago=1, item=robot, device="phone", minutes=50)  # not on TV
+    track(p["dan"], "play", days_ago=1, item=weepie, device="tv", minutes=50)  # not anime
+    track(p["eve"], "play", days_ago=1, device="tv")  # no item, no minutes
+    device = {"property": "device", "op": "eq", "value": "tv"}
+    minutes = {"property": "minutes", "op": "gt", "value": 30}
+    cond = {"kind": "performed", "event": "play", "last_days": 7, "properties": [device, minutes]}
+    assert members(cond) == {"ann", "dan"}
+    assert members({**cond, "item_tag": "genre/anime"}) == {"ann"}
+    # The same filters on the other event conditions: not_performed is the complement.
+    assert members({**cond, "kind": "not_performed"}) == {"bob", "cat", "eve"}
+    assert members({**cond, "properties": [device]}) == {"ann", "bob", "dan", "eve"}
+    # Brute force: every filter holds on one and the same event.
+    events = segments.Event.objects.filter(type="play")
+    expected = {
+        e.profile.external_id
+        for e in events
+        if e.properties.get("device") == "tv" and (e.properties.get("minutes") or 0) > 30
+    }
+    assert members(cond) == expected
+
+
+def test_a_window_between_dates_includes_both_whole_utc_days(world):
+    from datetime import UTC, datetime
+
+    p = world["people"]
+
+    def play_at(person, when):
+        event = track(person, "play")
+        segments.Event.objects.filter(pk=event.pk).update(timestamp=when)
+
+    play_at(p["ann"], datetime(2026, 5, 1, 0, 0, tzinfo=UTC))  # the first instant of "from"
+    play_at(p["bob"], datetime(2026, 5, 10, 23, 59, 59, tzinfo=UTC))  # the last second of "to"
+    play_at(p["cat"], datetime(2026, 4, 30, 23, 59, 59, tzinfo=UTC))  # the day before
+    play_at(p["dan"], datetime(2026, 5, 11, 0, 0, tzinfo=UTC))  # the day after
+    window = {"from": "2026-05-01", "to": "2026-05-10"}
+    assert members({"kind": "performed", "event": "play", **window}) == {"ann", "bob"}
+    assert members({"kind": "performed", "event": "play", "count_op": "exactly", "count": 0, **window}) == {
+        "cat",
+        "dan",
+        "eve",
+    }
+    assert members({"kind": "not_performed", "event": "play", **window}) == {"cat", "dan", "eve"}
+    # One day: from == to.
+    assert members({"kind": "performed", "event": "play", "from": "2026-05-11", "to": "2026-05-11"}) == {
+        "dan"
+    }
+
+
+def test_first_time_within_takes_a_window_between_dates(world):
+    p = world["people"]
+    track(p["ann"], "purchase", days_ago=20)  # first purchase in the window
+    track(p["bob"], "purchase", days_ago=40)  # bought before the window, and again in it
+    track(p["bob"], "purchase", days_ago=20)
+    track(p["cat"], "purchase", days_ago=5)  # first purchase after the window
+    window = {"from": "2026-05-05", "to": "2026-05-20"}  # NOW is 2026-06-01: 12 to 27 days ago
+    assert members({"kind": "first_time_within", "event": "purchase", **window}) == {"ann"}
+    # A later purchase does not undo a first purchase in the window.
+    track(p["ann"], "purchase", days_ago=1)
+    assert members({"kind": "first_time_within", "event": "purchase", **window}) == {"ann"}
+
+
+def test_a_sequence_window_between_dates_applies_to_the_first_event(world):
+    p = world["people"]
+    track(p["ann"], "add_to_cart", days_ago=20)
+    track(p["ann"], "purchase", days_ago=19.9)
+    track(p["bob"], "add_to_cart", days_ago=2)
+    track(p["bob"], "purchase", days_ago=1.9)
+    cond = {"kind": "sequence", "event": "add_to_cart", "then_event": "purchase", "within_hours": 24}
+    assert members(cond) == {"ann", "bob"}
+    assert members({**cond, "from": "2026-05-01", "to": "2026-05-20"}) == {"ann"}
+
+
+@pytest.mark.parametrize(
+    ("cond", "path"),
+    [
+        (
+            {"kind": "performed", "event": "play", "last_days": 7, "from": "2026-05-01", "to": "2026-05-02"},
+            "root.conditions[0].from",
+        ),
+        ({"kind": "performed", "event": "play", "to": "2026-05-02"}, "root.conditions[0].from"),
+        ({"kind": "performed", "event": "play", "from": "2026-05-01"}, "root.conditions[0].to"),
+        (
+            {"kind": "not_performed", "event": "play", "from": "May 1", "to": "2026-05-02"},
+            "root.conditions[0].from",
+        ),
+        ({"kind": "first_time_within", "event": "purchase"}, "root.conditions[0].last_days"),
+        (
+            {
+                "kind": "performed",
+                "event": "play",
+                "properties": [{"property": "device", "op": "eq", "value": "tv"}, {}],
+            },
+            "root.conditions[0].properties[1].property",
+        ),
+        (
+            {
+                "kind": "performed",
+                "event": "play",
+                "properties": [{"property": "device", "op": "like", "value": "x"}],
+            },
+            "root.conditions[0].properties[0].op",
+        ),
+        (
+            {
+                "kind": "performed",
+                "event": "play",
+                "properties": [{"property": "n", "op": "between", "value": [5, 1]}],
+            },
+            "root.conditions[0].properties[0].value",
+        ),
+        (
+            {"kind": "performed", "event": "play", "properties": {"device": "tv"}},
+            "root.conditions[0].properties",
+        ),
+    ],
+)
+def test_windows_and_property_filters_name_the_wrong_part(world, cond, path):
+    with pytest.raises(segments.RuleError) as error:
+        segments.rule_validate(rule(cond))
+    assert error.value.path == path
+
+
+def test_the_api_documents_rules_that_validate(world):
+    from personalization import api
+
+    for example in (api.SEGMENT_RULE_EXAMPLE, api.SEGMENT_RULE_DATES_EXAMPLE):
+        segments.rule_validate(example)

@@ -2,12 +2,15 @@
 caches hold follows edits within SERVING_CACHE_SECONDS."""
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.utils import timezone
 
 from catalog.models import Item
 from personalization import servecache, services, serving
 from personalization.models import AnonymousId, Placement, Recommender
+from recsite import impact
+from recsite.models import RecommendationImpression
 from recsite.tokens import token_create, token_revoke
 from tests import factories
 from tests.personalization.test_serving import clusters, train, train_trending  # noqa: F401
@@ -189,3 +192,62 @@ def test_a_catalog_edit_drops_the_item_table_at_the_next_configuration_reload(kn
     settings.SERVING_CACHE_SECONDS = 0  # the next request reloads the configuration
     fresh = serving.recommendations_get(user_id=users[0].external_id, k=2, recommender_name="knn")
     assert fresh.results[0].item.title == "A new title"
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="REDIS_URL is not set")
+def test_with_redis_a_warm_request_records_its_impressions_without_a_database_query(
+    knn, clock, client, personas, settings, django_assert_num_queries
+):
+    _, users, _, _ = knn
+    settings.IMPACT_RECORD_IMPRESSIONS = True
+    settings.IMPACT_IMPRESSION_FLUSH_SECONDS = 5
+    _, key = token_create(user=personas["marketer"], name="script")
+    url = f"/api/v1/recommendations?user_id={users[0].external_id}&recommender=knn&k=3"
+    assert client.get(url, HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    # 1. the profile and its interactions; the impressions go to Redis (one RPUSH).
+    with django_assert_num_queries(1):
+        body = client.get(url, HTTP_AUTHORIZATION=f"Token {key}").json()
+    assert impact.impressions_pending() == 2
+    impact.impressions_flush()
+    stored = RecommendationImpression.objects.filter(
+        recommendation_id__in=[r["recommendation_id"] for r in body["results"]]
+    )
+    assert sorted(stored.values_list("rank", "recommender")) == [
+        (r["rank"], r["recommender"]) for r in body["results"]
+    ]
+
+
+def test_recommendation_ids_are_distinct_random_hex(knn, clock):
+    _, users, _, _ = knn
+    ids = [
+        r.recommendation_id
+        for _ in range(3)
+        for r in serving.recommendations_get(
+            user_id=users[0].external_id, k=3, recommender_name="knn"
+        ).results
+    ]
+    assert len(set(ids)) == 9
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        (None, 200),
+        ("*/*", 200),
+        ("application/json", 200),
+        ("application/json; indent=2", 200),
+        ("text/csv", 406),
+    ],
+)
+def test_the_serving_endpoints_answer_json_and_refuse_what_they_cannot_render(client_as, knn, accept, status):
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    client = client_as("analyst")
+    for url in (
+        "/api/v1/recommendations?recommender=knn&k=2",
+        "/api/v1/home",
+        f"/api/v1/items/{Item.objects.first().external_id}/similar",
+    ):
+        response = client.get(url, **headers)
+        assert response.status_code == status, url
+        assert response["Content-Type"] == "application/json"

@@ -308,3 +308,14 @@ def test_concurrent_replays_on_postgresql_store_and_count_each_event_once(key, m
     assert Event.objects.count() == 20
     pair = Interaction.objects.get()
     assert (pair.strength, pair.count) == (20.0, 20)
+
+
+def test_nan_or_infinity_in_properties_is_rejected_with_the_field(send):
+    messages = [
+        '{"type": "track", "event": "play", "userId": "u1", "messageId": "n1", "properties": {"value": NaN}}',
+        '{"type": "track", "event": "play", "userId": "u1", "messageId": "n2"}',
+    ]
+    raw = ('{"batch": [' + ", ".join(messages) + "]}").encode()
+    body = send("batch", None, raw=raw).json()
+    assert [r["status"] for r in body["results"]] == ["rejected", "stored"]
+    assert body["results"][0]["field"] == "properties"

@@ -290,6 +290,10 @@ EXPECTED: dict[str, Rule] = {
     "api_segment_estimate": rule(DOMAIN, "POST"),
     "api_segment_members": rule(DOMAIN),
     "api_segment_refresh": rule(MARKETING, "POST"),
+    # Listing a segment's webhooks (GET) is for whoever sees segments; adding one (POST) is for
+    # marketers and admins: tests/personalization/test_segments_api.py checks the POST refusals.
+    "api_segment_webhooks": rule(DOMAIN),
+    "api_segment_webhook": rule(MARKETING, "DELETE"),
     # API: experiments.
     "api_experiment_assignment": rule(DOMAIN),
     "api_experiment_results": rule(DOMAIN),

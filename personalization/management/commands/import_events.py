@@ -6,6 +6,10 @@ from personalization import tracking
 
 
 class Command(BaseCommand):
+    # No system checks: they load the URL configuration and with it every API module
+    # (scikit-learn, SciPy, pandas), 3 s of CPU before the first row; `check` and the
+    # server run them.
+    requires_system_checks: list = []
     help = (
         "Import events from CSV (user_id,item_id,event,value,timestamp[,anonymous_id,properties]) or "
         "NDJSON (Segment messages). Chunked and resumable: a rerun continues after the last committed line."
