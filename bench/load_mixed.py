@@ -1,8 +1,9 @@
 """Mixed production-like load: tracking batches, recommendations and dashboard pages at once,
-against gunicorn (2 workers) and one Celery worker on PostgreSQL + Redis.
+against gunicorn (2 workers), one Celery worker and beat on PostgreSQL + Redis.
 
 Prepares the database if it is empty (migrate, a small seed_demo, trending and popularity
-trained inline), starts gunicorn and the worker with the current environment, then runs N
+trained inline), starts gunicorn, the worker and beat (which flushes the buffered
+recommendation impressions and resends the outbox) with the current environment, then runs N
 client threads for ``--seconds`` (default 600). Each client picks an endpoint by weight:
 
 - ``batch``: POST /api/v1/batch with 20 track events (write key, new message ids each time);
@@ -91,12 +92,23 @@ def rss_mb(pid: int) -> float:
     return total / 1e6
 
 
+def database_create(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
 def prepare(args, env: dict) -> dict:
-    """Migrate and seed if empty; return the credentials and ids the clients use."""
+    """Create the database if missing, migrate and seed if empty; return the credentials and
+    ids the clients use."""
+    database_create(os.environ["DATABASE_URL"])
     manage("migrate", "--no-input", "-v0", env=env)
     manage("seed_demo", "--if-empty", "--profiles", str(args.profiles), "--events", str(args.events), env=env)
     manage("setup_accounts", env=env)
@@ -248,6 +260,10 @@ def main() -> None:
          "--queues", "default,heavy", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env,
     )  # fmt: skip
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "recsite", "beat", "--loglevel", "WARNING"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 300  # the master imports the whole app first (--preload)
         while True:
@@ -282,10 +298,16 @@ def main() -> None:
             t.join(timeout=120)
         samples.append((time.monotonic() - start, rss_mb(web.pid), rss_mb(worker.pid), load_average()))
         wall = time.monotonic() - start
+        time.sleep(15)  # let beat's next flush take the last impressions
+        from recsite import impact
+        from recsite.models import RecommendationImpression
+
+        pending = impact.impressions_pending()
+        stored = RecommendationImpression.objects.count()
     finally:
-        for proc in (web, worker):
+        for proc in (web, worker, beat):
             proc.terminate()
-        for proc in (web, worker):
+        for proc in (web, worker, beat):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -318,6 +340,7 @@ def main() -> None:
         f"  error rate {errors / max(total, 1):.4%}"
     )
     print(f"training requests: {len(trains)} (statuses {sorted(set(trains))})")
+    print(f"impressions: {stored:,} rows stored; {pending:,} requests' worth still buffered 15 s after")
     print(f"\n{'t (s)':>7}{'web RSS MB':>12}{'worker RSS MB':>15}  load average")
     for t, w, c, la in samples:
         print(f"{t:>7.0f}{w:>12.1f}{c:>15.1f}  {la}")
