@@ -1,21 +1,15 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.urls import reverse
 from django.utils.text import slugify
 from treebeard.mp_tree import MP_Node
 
-
-class ItemQuerySet(models.QuerySet):
-    def delete(self):
-        """Lock the rows first (see ``Item.delete``)."""
-        with transaction.atomic(using=self.db):
-            list(self.select_for_update().values_list("pk", flat=True))
-            return super().delete()
+from recsite.locking import LockedDeleteMixin, LockedDeleteQuerySet
 
 
-class Item(models.Model):
+class Item(LockedDeleteMixin, models.Model):
     """A piece of content or a product, identified by the customer's external id."""
 
     external_id = models.CharField(max_length=200, unique=True)
@@ -29,7 +23,7 @@ class Item(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ItemQuerySet.as_manager()
+    objects = LockedDeleteQuerySet.as_manager()
 
     class Meta:
         ordering = ["title", "pk"]
@@ -49,14 +43,6 @@ class Item(models.Model):
     @property
     def year(self) -> int | None:
         return self.release_date.year if self.release_date else None
-
-    def delete(self, using=None, keep_parents=False):
-        """Lock the row before collecting what cascades: events and interactions have no
-        database foreign key to their item, so a batch being ingested for this item (which
-        holds a share lock on it) must commit first, for the cascade to see its rows."""
-        with transaction.atomic(using=using):
-            list(Item.objects.using(using).select_for_update().filter(pk=self.pk).values_list("pk"))
-            return super().delete(using=using, keep_parents=keep_parents)
 
 
 class Tag(MP_Node):

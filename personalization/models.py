@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.urls import reverse
+
+from recsite.locking import LockedDeleteMixin, LockedDeleteQuerySet
 
 
 class Source(models.Model):
@@ -15,15 +17,7 @@ class Source(models.Model):
         return self.name
 
 
-class ProfileQuerySet(models.QuerySet):
-    def delete(self):
-        """Lock the rows first (see ``Profile.delete``)."""
-        with transaction.atomic(using=self.db):
-            list(self.select_for_update().values_list("pk", flat=True))
-            return super().delete()
-
-
-class Profile(models.Model):
+class Profile(LockedDeleteMixin, models.Model):
     """One person: known by ``external_id`` (Segment's userId) and/or anonymous ids."""
 
     # NULL (not "") for anonymous profiles, so the partial unique constraint ignores them.
@@ -33,7 +27,7 @@ class Profile(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ProfileQuerySet.as_manager()
+    objects = LockedDeleteQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -54,14 +48,6 @@ class Profile(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("personalization:profile_detail", args=[self.pk])
-
-    def delete(self, using=None, keep_parents=False):
-        """Lock the row before collecting what cascades: events and interactions have no
-        database foreign key, so a batch being ingested for this profile (which holds a
-        share lock on it) must commit first, for the cascade to see and delete its rows."""
-        with transaction.atomic(using=using):
-            list(Profile.objects.using(using).select_for_update().filter(pk=self.pk).values_list("pk"))
-            return super().delete(using=using, keep_parents=keep_parents)
 
 
 class AnonymousId(models.Model):
@@ -110,7 +96,7 @@ class Event(models.Model):
         Profile, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
     )
     # No database constraint on the item either: ingestion locks the items it writes to
-    # (``FOR KEY SHARE``) and item deletion locks first (catalog.models.Item.delete).
+    # (``FOR KEY SHARE``) and item deletion locks first (recsite/locking.py).
     item = models.ForeignKey(
         "catalog.Item",
         null=True,

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from catalog.models import Item
 from recsite.services import audit_record
+from recsite.tokens import key_hash, key_lookup  # one lookup for write keys and API tokens
 
 from . import eventstore, identity, interactions, profiles
 from .models import AnonymousId, Event, ImportCheckpoint, Profile, Source, WriteKey
@@ -52,10 +53,6 @@ _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 # --- Write keys ---------------------------------------------------------------------------
-
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def write_key_create(*, source_name: str, created_by: AbstractBaseUser | None = None) -> tuple[WriteKey, str]:
@@ -100,8 +97,6 @@ def write_key_authenticate(*, authorization: str, now: datetime | None = None) -
     key = decoded.partition(":")[0]
     if not key:
         return None
-    from recsite.tokens import key_lookup  # the same lookup as API tokens
-
     return key_lookup(WriteKey.objects.select_related("source"), key_hash=key_hash(key), now=now)
 
 

@@ -3,19 +3,46 @@ from datetime import datetime as _datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
-from django.http import HttpResponse
+from django.db.models import Q, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from catalog.models import Tag
-from recsite import tables
+from experiments.models import Variant
+from recsite import outbox, tables
 
-from . import charts, identity, profiles, services, serving, tracking
-from .forms import PlacementForm, RecommenderForm
-from .models import Event, MergeRequest, Placement, Profile, ProfileMerge, Recommender, TrainingRun, WriteKey
+from . import (
+    charts,
+    identity,
+    profiles,
+    segment_charts,
+    segments,
+    services,
+    serving,
+    tasks,
+    tracking,
+    webhooks,
+)
+from .forms import PlacementForm, RecommenderForm, SegmentForm
+from .models import (
+    DiscoveryJob,
+    Event,
+    MergeRequest,
+    Placement,
+    Profile,
+    ProfileMerge,
+    Recommender,
+    Segment,
+    SegmentRefresh,
+    SegmentWebhook,
+    TrainingRun,
+    WriteKey,
+)
 
 
 @permission_required("personalization.view_recommender", raise_exception=True)
@@ -326,11 +353,6 @@ def merge_request_resolve(request, pk: int):
 
 
 def _segment_builder_context() -> dict:
-    from catalog.models import Tag
-
-    from . import segments
-    from .models import Event, Segment
-
     return {
         "event_types": list(Event.Type.values),
         "tags": list(
@@ -346,8 +368,6 @@ def _segment_builder_context() -> dict:
 
 def _experiment_variants() -> dict[str, list[str]]:
     """Experiment key -> its variant keys, for the builder's "assigned to a variant" condition."""
-    from experiments.models import Variant
-
     variants: dict[str, list[str]] = {}
     rows = Variant.objects.order_by("experiment__key", "position").values_list("experiment__key", "key")
     for experiment_key, variant_key in rows[:2000]:
@@ -367,9 +387,6 @@ SEGMENT_COLUMNS = [
 
 @permission_required("personalization.view_segment", raise_exception=True)
 def segment_list(request):
-    from . import segments
-    from .models import Segment, SegmentRefresh
-
     found = Segment.objects.all()
     query = request.GET.get("q", "").strip()
     if query:
@@ -406,18 +423,10 @@ def segment_create(request):
 
 @permission_required("personalization.change_segment", raise_exception=True)
 def segment_edit(request, pk: int):
-    from .models import Segment
-
     return _segment_form(request, segment=get_object_or_404(Segment, pk=pk))
 
 
 def _segment_form(request, *, segment):
-    from recsite import outbox
-
-    from . import segments, tasks
-    from .forms import SegmentForm
-    from .models import Segment
-
     initial = {"rule": {"version": 1, "root": {"op": "and", "not": False, "conditions": []}}}
     form = SegmentForm(request.POST or None, request.FILES or None, instance=segment, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -445,10 +454,6 @@ def _segment_form(request, *, segment):
 def segment_estimate(request):
     import json
 
-    from django.http import JsonResponse
-
-    from . import segments
-
     if request.method != "POST":
         return JsonResponse({"error": "POST a rule.", "field": None, "details": {}}, status=405)
     try:
@@ -462,19 +467,11 @@ def segment_estimate(request):
 
 @permission_required("personalization.view_segment", raise_exception=True)
 def segment_detail(request, pk: int):
-    from .models import Segment
-
     segment = get_object_or_404(Segment, pk=pk)
     return render(request, "personalization/segment_detail.html", _segment_detail_context(segment))
 
 
 def _segment_detail_context(segment, **extra) -> dict:
-    from django.db.models import Sum
-    from django.db.models.functions import TruncDate
-
-    from . import segment_charts, segments, webhooks
-    from .models import SegmentRefresh
-
     history = segments.segment_history(segment=segment)
     per_day = (
         segment.refreshes.filter(status=SegmentRefresh.Status.SUCCEEDED)
@@ -513,9 +510,6 @@ def _segment_detail_context(segment, **extra) -> dict:
 @permission_required("personalization.change_segment", raise_exception=True)
 def segment_webhook_create(request, pk: int):
     """Add a webhook; the page answers with the secret, shown this once."""
-    from . import webhooks
-    from .models import Segment
-
     segment = get_object_or_404(Segment, pk=pk)
     try:
         webhook, secret = webhooks.webhook_create(
@@ -540,9 +534,6 @@ def segment_webhook_create(request, pk: int):
 @require_POST
 @permission_required("personalization.change_segment", raise_exception=True)
 def segment_webhook_delete(request, pk: int):
-    from . import webhooks
-    from .models import SegmentWebhook
-
     webhook = get_object_or_404(SegmentWebhook.objects.select_related("segment"), pk=pk)
     segment = webhook.segment
     webhooks.webhook_delete(webhook=webhook, deleted_by=request.user)
@@ -553,11 +544,6 @@ def segment_webhook_delete(request, pk: int):
 @require_POST
 @permission_required("personalization.change_segment", raise_exception=True)
 def segment_refresh(request, pk: int):
-    from recsite import outbox
-
-    from . import tasks
-    from .models import Segment
-
     segment = get_object_or_404(Segment, pk=pk, kind=Segment.Kind.DYNAMIC)
     outbox.enqueue(tasks.segment_refresh, segment.pk, "manual")
     messages.success(request, "Refresh queued; the size updates when the worker finishes.")
@@ -567,11 +553,6 @@ def segment_refresh(request, pk: int):
 @permission_required("personalization.view_segment", raise_exception=True)
 def segment_members_export(request, pk: int):
     import csv
-
-    from django.core.exceptions import PermissionDenied
-    from django.http import StreamingHttpResponse
-
-    from .models import Segment
 
     if not request.user.has_perm("personalization.export_data"):
         raise PermissionDenied("Exporting needs the export permission.")
@@ -602,9 +583,6 @@ def segment_members_export(request, pk: int):
 def segment_discover(request):
     """Start a clustering of the audience on the heavy queue (it takes a minute on the demo
     data), and list the recent ones."""
-    from . import segments
-    from .models import DiscoveryJob
-
     error = ""
     k = request.POST.get("k", "").strip()
     if request.method == "POST":
@@ -621,9 +599,6 @@ def segment_discover(request):
 
 @permission_required("personalization.add_segment", raise_exception=True)
 def segment_discovery_detail(request, pk: int):
-    from . import segments
-    from .models import DiscoveryJob
-
     job = get_object_or_404(DiscoveryJob, pk=pk)
     context = {"job": job, "clusters": segments.discovery_job_clusters(job=job)}
     return render(request, "personalization/segment_discovery.html", context)
@@ -633,9 +608,6 @@ def segment_discovery_detail(request, pk: int):
 @permission_required("personalization.add_segment", raise_exception=True)
 def segment_discovery_save(request, pk: int):
     """Save one cluster of a finished discovery as a segment."""
-    from . import segments
-    from .models import DiscoveryJob
-
     job = get_object_or_404(DiscoveryJob, pk=pk, status=DiscoveryJob.Status.SUCCEEDED)
     index = request.POST.get("cluster", "")
     try:

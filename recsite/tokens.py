@@ -36,7 +36,8 @@ MAX_NAME_LENGTH = 100
 LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
-def token_hash(key: str) -> str:
+def key_hash(key: str) -> str:
+    """How API tokens and tracking write keys are stored: SHA-256 of the key (random, long)."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -51,7 +52,7 @@ def token_create(
             user=user,
             name=name.strip()[:MAX_NAME_LENGTH],
             prefix=key[:PREFIX_LENGTH],
-            key_hash=token_hash(key),
+            key_hash=key_hash(key),
             created_by=creator,
         )
         audit_record(
@@ -96,7 +97,7 @@ def token_authenticate(*, key: str, now: datetime | None = None) -> ApiToken | N
     """The active token with this key, its user loaded; records when it was last used."""
     if not key:
         return None
-    return key_lookup(ApiToken.objects.select_related("user"), key_hash=token_hash(key), now=now)
+    return key_lookup(ApiToken.objects.select_related("user"), key_hash=key_hash(key), now=now)
 
 
 # Token hash -> (when it was checked, the token with its user); see the module's docstring.
@@ -111,7 +112,7 @@ def token_authenticate_cached(*, key: str) -> ApiToken | None:
     seconds = settings.SERVING_CACHE_SECONDS
     if seconds <= 0 or not key:
         return token_authenticate(key=key)
-    digest = token_hash(key)
+    digest = key_hash(key)
     now = time.monotonic()
     hit = _checked.get(digest)
     if hit is not None and now - hit[0] < seconds:

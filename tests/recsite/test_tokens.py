@@ -46,18 +46,18 @@ def test_the_key_lookup_finds_active_keys_and_notes_their_use_once_a_minute(
     token, key = tokens.token_create(user=personas["analyst"], name="script")
     queryset = ApiToken.objects.select_related("user")
     with django_assert_num_queries(2):  # the token with its user, then last_used_at
-        found = tokens.key_lookup(queryset, key_hash=tokens.token_hash(key), now=NOW)
+        found = tokens.key_lookup(queryset, key_hash=tokens.key_hash(key), now=NOW)
     assert found == token and found.user == personas["analyst"] and found.last_used_at == NOW
     with django_assert_num_queries(1):
-        tokens.key_lookup(queryset, key_hash=tokens.token_hash(key), now=NOW + timedelta(seconds=59))
+        tokens.key_lookup(queryset, key_hash=tokens.key_hash(key), now=NOW + timedelta(seconds=59))
     later = NOW + timedelta(seconds=60)
     with django_assert_num_queries(2):
-        tokens.key_lookup(queryset, key_hash=tokens.token_hash(key), now=later)
+        tokens.key_lookup(queryset, key_hash=tokens.key_hash(key), now=later)
     token.refresh_from_db()
     assert token.last_used_at == later
-    assert tokens.key_lookup(queryset, key_hash=tokens.token_hash("rs_tk_other"), now=NOW) is None
+    assert tokens.key_lookup(queryset, key_hash=tokens.key_hash("rs_tk_other"), now=NOW) is None
     tokens.token_revoke(token=token)
-    assert tokens.key_lookup(queryset, key_hash=tokens.token_hash(key), now=NOW) is None
+    assert tokens.key_lookup(queryset, key_hash=tokens.key_hash(key), now=NOW) is None
 
 
 def test_write_keys_use_the_same_lookup(db, django_assert_num_queries):
