@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from .models import AnonymousId, Event, Interaction, Profile
+from .models import AnonymousId, Event, Interaction, Profile, Source
 
 EVENT = Event._meta.db_table
 PROFILE = Profile._meta.db_table
 ANONYMOUS = AnonymousId._meta.db_table
 INTERACTION = Interaction._meta.db_table
 ITEM = "catalog_item"
+SOURCE = Source._meta.db_table
 EVENT_COLUMNS = (
     "source_id, message_id, name, type, profile_id, item_id, value, properties, timestamp, received_at"
 )
@@ -120,6 +121,18 @@ def anonymous_owners(anonymous_ids: list[str], *, lock: bool = True) -> dict[str
         fetch=True,
     )
     return {anon: (pk, ext) for anon, pk, ext in rows}
+
+
+class SourceGone(Exception):
+    """The events' source was deleted while they were being stored."""
+
+
+def source_lock(source_id: int) -> None:
+    """Lock the source like the profiles (events have no database constraint to it either):
+    deleting it waits for this transaction (and then finds the events, which protect it).
+    Raises SourceGone when it was deleted first."""
+    if not _run(f"SELECT id FROM {SOURCE} WHERE id = %s{_key_share()}", [source_id], fetch=True):
+        raise SourceGone(f"Source {source_id} was deleted; the events were not stored.")
 
 
 def profiles_lock(profile_ids: list[int]) -> set[int]:

@@ -7,11 +7,13 @@ from django.urls import reverse
 from recsite.locking import LockedDeleteMixin, LockedDeleteQuerySet
 
 
-class Source(models.Model):
+class Source(LockedDeleteMixin, models.Model):
     """Where events come from (a website, an app, an import). ``message_id`` is unique per source."""
 
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LockedDeleteQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.name
@@ -37,10 +39,10 @@ class Profile(LockedDeleteMixin, models.Model):
                 name="profile_unique_external_id",
             ),
         ]
-        indexes = [
-            # "Active profiles" KPIs and recency filters.
-            models.Index(fields=["last_seen"], name="profile_last_seen_idx"),
-        ]
+        # No index on last_seen: ingestion widens first/last seen of every profile it writes
+        # for, and an indexed column turns each of those updates from a cheap in-page (HOT)
+        # update into new index entries. Sorting or counting by last seen scans the table
+        # instead (74 ms at 1,000,000 profiles, docs/benchmarks.md).
         permissions = [("export_data", "Can export data (profiles, events, reports)")]
 
     def __str__(self) -> str:
@@ -85,7 +87,11 @@ class Event(models.Model):
 
     # No single-column indexes on the foreign keys: the composite indexes below lead with
     # each of them, and every extra index costs each ingested event a B-tree insert.
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events", db_index=False)
+    # No database constraint on the source either (a check per ingested row): ingestion
+    # locks the source (``FOR KEY SHARE``) and deleting one locks it first.
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="events", db_index=False, db_constraint=False
+    )
     message_id = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="The name as received, e.g. 'Video Playback Started'.")
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.OTHER)
@@ -479,10 +485,14 @@ class DeletionLog(models.Model):
 
 
 class ImportCheckpoint(models.Model):
-    """The last line of an import file whose events are committed, so a rerun resumes there."""
+    """The last line of an import file up to which every event is committed (and the line
+    ranges committed after it), so a rerun resumes there."""
 
     key = models.CharField(max_length=500, unique=True, help_text="Resolved path of the file.")
     line = models.PositiveBigIntegerField(default=0)
+    # Line ranges [first, last] committed beyond ``line`` (parallel writers commit chunks
+    # out of order; ``line`` advances over them once the chunks before are committed).
+    pending = models.JSONField(default=list, blank=True)
     stored = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

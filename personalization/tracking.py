@@ -415,6 +415,7 @@ def messages_store(
         unique.append(message)
     if unique:
         with transaction.atomic():
+            eventstore.source_lock(source.pk)
             stored, created = _store(source=source, parsed=unique, received_at=received_at,
                                      results=results, report=report, bulk=bulk)  # fmt: skip
         # After the events' commit (when this is the outermost transaction): the UPDATE's row
@@ -665,31 +666,37 @@ def _items_resolve(messages: list[Message], *, lock: bool = True) -> int:
     The items are locked until the transaction ends (no database foreign key guards events
     and interactions against an item deleted meanwhile), unless ``lock`` is false (the
     importer's look-ahead: its writer locks them, ``_import_write``)."""
-    refs = {m.item_ref for m in messages if m.item_ref}
-    if not refs:
+    titles: dict[str, str] = {}
+    for m in messages:
+        if m.item_ref and m.item_ref not in titles:
+            title = m.properties.get("title") or m.properties.get("name")
+            titles[m.item_ref] = title[:500] if isinstance(title, str) and title else m.item_ref
+    if not titles:
         return 0
-    known = eventstore.items_by_external_id(list(refs), lock=lock)
-    created = 0
-    missing = refs - known.keys()
-    if missing and settings.TRACKING_UNKNOWN_ITEMS == "placeholder":
-        titles: dict[str, str] = {}
-        for m in messages:
-            if m.item_ref in missing and m.item_ref not in titles:
-                title = m.properties.get("title") or m.properties.get("name")
-                titles[m.item_ref] = title[:500] if isinstance(title, str) and title else m.item_ref
-        Item.objects.bulk_create(
-            [
-                Item(external_id=ref, title=title, active=False, metadata={"placeholder": True})
-                for ref, title in sorted(titles.items())
-            ],
-            ignore_conflicts=True,
-        )
-        known.update(eventstore.items_by_external_id(list(missing), lock=lock))
-        created = len(missing)
+    known, created = items_for_refs(titles, lock=lock)
     for m in messages:
         if m.item_ref:
             m.item_id = known.get(m.item_ref)
     return created
+
+
+def items_for_refs(titles: Mapping[str, str], *, lock: bool = True) -> tuple[dict[str, int], int]:
+    """Item ids by external id for the references ``titles`` (reference -> placeholder title),
+    creating placeholders for unknown ones (TRACKING_UNKNOWN_ITEMS); locked as in
+    ``_items_resolve``. Returns the ids found or made and how many were made."""
+    known = eventstore.items_by_external_id(list(titles), lock=lock)
+    missing = titles.keys() - known.keys()
+    if not missing or settings.TRACKING_UNKNOWN_ITEMS != "placeholder":
+        return known, 0
+    Item.objects.bulk_create(
+        [
+            Item(external_id=ref, title=titles[ref], active=False, metadata={"placeholder": True})
+            for ref in sorted(missing)
+        ],
+        ignore_conflicts=True,
+    )
+    known.update(eventstore.items_by_external_id(list(missing), lock=lock))
+    return known, len(missing)
 
 
 def _profiles_seen(messages: list[Message], *, created: set[int]) -> None:
@@ -853,6 +860,31 @@ class _ParsedChunk:
     received_at: datetime
 
 
+def rows_parse(
+    chunk: list[tuple[int, object]], *, fmt: str, prefix: str, limits: Limits, skipped: int = 0
+) -> _ParsedChunk:
+    """(line number, CSV row dict or Segment message or Rejected) pairs as a parsed chunk:
+    valid messages, and (line, reason) for the rest. No database access."""
+    received_at = timezone.now()
+    bad: list[tuple[int, str]] = []
+    parsed: list[Message] = []
+    for index, (number, payload) in enumerate(chunk):
+        try:
+            if isinstance(payload, Rejected):
+                raise payload
+            if fmt == "csv":
+                message = _csv_parse(payload, index=index, line=number, prefix=prefix, limits=limits,
+                                     received_at=received_at)  # fmt: skip
+            else:
+                message = message_parse(payload, index=index, kind=None, received_at=received_at,
+                                        limits=limits)  # fmt: skip
+        except Rejected as exc:
+            bad.append((number, str(exc)))
+            continue
+        parsed.append(message)
+    return _ParsedChunk([n for n, _ in chunk], parsed, bad, skipped, received_at)
+
+
 def _import_chunks(
     *, path: Path, fmt: str, prefix: str, after_line: int, chunk_size: int, limits: Limits
 ) -> Iterator[_ParsedChunk]:
@@ -860,37 +892,16 @@ def _import_chunks(
     runs in the parser thread."""
     skipped = 0
     chunk: list[tuple[int, object]] = []
-
-    def parse() -> _ParsedChunk:
-        received_at = timezone.now()
-        bad: list[tuple[int, str]] = []
-        parsed: list[Message] = []
-        for index, (number, payload) in enumerate(chunk):
-            try:
-                if isinstance(payload, Rejected):
-                    raise payload
-                if fmt == "csv":
-                    message = _csv_parse(payload, index=index, line=number, prefix=prefix, limits=limits,
-                                         received_at=received_at)  # fmt: skip
-                else:
-                    message = message_parse(payload, index=index, kind=None, received_at=received_at,
-                                            limits=limits)  # fmt: skip
-            except Rejected as exc:
-                bad.append((number, str(exc)))
-                continue
-            parsed.append(message)
-        return _ParsedChunk([n for n, _ in chunk], parsed, bad, skipped, received_at)
-
     for number, payload in _import_rows(path, fmt, prefix):
         if number <= after_line:
             skipped += 1
             continue
         chunk.append((number, payload))
         if len(chunk) >= chunk_size:
-            yield parse()
+            yield rows_parse(chunk, fmt=fmt, prefix=prefix, limits=limits, skipped=skipped)
             chunk, skipped = [], 0
     if chunk or skipped:
-        yield parse()
+        yield rows_parse(chunk, fmt=fmt, prefix=prefix, limits=limits, skipped=skipped)
 
 
 def _read_ahead(items: Iterator[_ParsedChunk]) -> Iterator[_ParsedChunk]:
@@ -1006,6 +1017,7 @@ def _import_write(source: Source, prepared: _Prepared) -> None:
     """The writer's part of a prepared chunk, inside its transaction: lock the profiles and
     items, COPY the events, add the interaction strengths, widen first/last seen."""
     fresh, ids, result = prepared.fresh, prepared.ids, prepared.result
+    eventstore.source_lock(source.pk)
     ids.lock = True
     resolved = [(m.profile_id, m.item_id) for m in fresh]
     result.profiles_created += _profiles_hold(fresh, ids)
@@ -1156,6 +1168,7 @@ def events_import(
     restart: bool = False,
     chunk_size: int = 20_000,
     progress: Callable[[ImportReport], None] | None = None,
+    writers: int | None = None,
 ) -> ImportReport:
     """Import a CSV (user_id,item_id,event,value,timestamp[,anonymous_id,properties]) or
     NDJSON (Segment messages) file in chunks. Each chunk commits with a checkpoint of its
@@ -1163,7 +1176,8 @@ def events_import(
     re-importing a line is a duplicate, not a second event.
 
     Same rules as the API (validation, identity, items, de-duplication, interaction
-    strengths), with the bulk write path, in three threads on PostgreSQL: one reads and
+    strengths). CSV on PostgreSQL goes set-based, on ``writers`` connections in parallel
+    (``csvimport``). Otherwise the bulk write path, in three threads on PostgreSQL: one reads and
     parses, this one resolves profiles and items and builds the rows (``_import_prepare``),
     and a writer with its own connection stores the chunk before (``_ImportWriter``); events
     are COPYed and each chunk commits asynchronously (see ``eventstore.commit_asynchronous``)."""
@@ -1179,8 +1193,29 @@ def events_import(
     if restart:
         checkpoint.line, checkpoint.stored = 0, 0
         checkpoint.save(update_fields=["line", "stored", "updated_at"])
+    if restart:
+        checkpoint.pending = []
+        checkpoint.save(update_fields=["pending", "updated_at"])
     report = ImportReport(resumed_from=checkpoint.line)
     prefix = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if fmt == "csv" and connection.vendor == "postgresql":
+        from . import csvimport
+
+        def account_csv(result: csvimport.ChunkResult) -> None:
+            report.errors.extend(result.errors)
+            report.stored += result.stored
+            report.duplicates += result.duplicates
+            report.rejected += len(result.errors)
+            report.lines = result.chunk.last
+            if progress:
+                progress(report)
+
+        csvimport.import_csv(
+            path=path, source=source, checkpoint=checkpoint, prefix=prefix, strict=strict,
+            chunk_size=chunk_size, writers=writers or settings.IMPORT_WRITERS, report=report,
+            account=account_csv,
+        )  # fmt: skip
+        return report
     chunks = _import_chunks(
         path=path, fmt=fmt, prefix=prefix, after_line=checkpoint.line, chunk_size=chunk_size,
         limits=limits_load(),

@@ -570,6 +570,7 @@ def impact_demo_seed(*, days: int = 30, seed: int = 42, impressions_per_click: i
     around it. Deterministic and idempotent (ids derive from the events), then refreshed."""
     import random
 
+    from personalization import eventstore
     from personalization.models import Source
 
     rng = random.Random(seed)
@@ -627,9 +628,15 @@ def impact_demo_seed(*, days: int = 30, seed: int = 42, impressions_per_click: i
                     rank=n + 1,
                 )
             )
+    # A click comes minutes before its engagement event, so it may be a profile's first.
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for click in clicks:
+        lo, hi = spans.get(click.profile_id, (click.timestamp, click.timestamp))
+        spans[click.profile_id] = (min(lo, click.timestamp), max(hi, click.timestamp))
     with transaction.atomic():
         Event.objects.bulk_create(clicks, batch_size=2000, ignore_conflicts=True)
         RecommendationImpression.objects.bulk_create(impressions, batch_size=5000, ignore_conflicts=True)
+        eventstore.profiles_seen([(pk, lo, hi) for pk, (lo, hi) in spans.items()])
     refresh = impact_refresh(
         day_from=since.astimezone(UTC).date(), day_to=now.astimezone(UTC).date(), now=now
     )

@@ -453,6 +453,11 @@ CATALOG_MIN_TAGS = env_int("CATALOG_MIN_TAGS", 3)
 CATALOG_SUGGESTIONS_PER_ITEM = env_int("CATALOG_SUGGESTIONS_PER_ITEM", 5)
 # Uploaded import files larger than this are refused; files with more rows than the inline
 # threshold are applied on a worker (heavy queue) with a progress bar.
+# Parallel database connections of `import_events` for CSV files on PostgreSQL (each a
+# writer thread); about one per core the database can spare.
+IMPORT_WRITERS = env_int("IMPORT_WRITERS", 2)
+if IMPORT_WRITERS < 1:
+    raise ImproperlyConfigured("IMPORT_WRITERS must be at least 1")
 CATALOG_IMPORT_MAX_BYTES = env_int("CATALOG_IMPORT_MAX_MB", 50) * 1024 * 1024
 CATALOG_IMPORT_INLINE_ROWS = env_int("CATALOG_IMPORT_INLINE_ROWS", 2000)
 

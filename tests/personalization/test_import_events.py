@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
 from catalog.models import Item
-from personalization import tracking
+from personalization import csvimport, tracking
 from personalization.models import Event, ImportCheckpoint, Interaction, Profile
 
 CSV = """user_id,item_id,event,value,timestamp,anonymous_id,properties
@@ -175,6 +175,21 @@ def _many_users_csv(path, *, rows: int, users: int) -> None:
     )
 
 
+def _many_users(tmp_path, fmt: str, *, rows: int, users: int):
+    """The same events as CSV (set-based on PostgreSQL) or NDJSON (the row-by-row pipeline)."""
+    path = tmp_path / f"events.{fmt}"
+    if fmt == "csv":
+        _many_users_csv(path, rows=rows, users=users)
+    else:
+        messages = (
+            {"userId": f"u{n % users}", "event": "play", "properties": {"item_id": f"m{1 + n % 2}"},
+             "timestamp": f"2026-11-01T10:{n % 60:02d}:00Z"}
+            for n in range(rows)
+        )  # fmt: skip
+        path.write_text("".join(json.dumps(m) + "\n" for m in messages))
+    return path
+
+
 def test_chunks_sharing_user_ids_resolve_to_one_profile_each_across_the_writer_pipeline(catalog, tmp_path):
     """Chunk N+1 is resolved while chunk N is written: a user first seen in chunk N must not
     get a second profile in N+1, and every event must count once in the strengths."""
@@ -189,34 +204,79 @@ def test_chunks_sharing_user_ids_resolve_to_one_profile_each_across_the_writer_p
     assert (checkpoint.line, checkpoint.stored) == (301, 300)
 
 
+def _write_hook(fmt: str) -> tuple[object, str]:
+    """A function called inside each chunk's transaction, after its events are written."""
+    if fmt == "csv" and connection.vendor == "postgresql":
+        return csvimport.CsvImport, "_checkpoint"
+    return tracking.interactions, "interactions_add"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_a_failing_write_stops_the_import_with_earlier_chunks_committed_and_a_rerun_completes(
-    catalog, tmp_path, monkeypatch
+    catalog, tmp_path, monkeypatch, fmt
 ):
-    path = tmp_path / "events.csv"
-    _many_users_csv(path, rows=100, users=5)
-    real = tracking.interactions.interactions_add
+    path = _many_users(tmp_path, fmt, rows=100, users=5)
+    target, name = _write_hook(fmt)
+    real = getattr(target, name)
     calls: list[str] = []
 
-    def failing_third(**kwargs):
+    def failing_third(*args, **kwargs):
         calls.append(threading.current_thread().name)
         if len(calls) == 3:
             raise RuntimeError("disk full")
-        return real(**kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking.interactions, "interactions_add", failing_third)
+    monkeypatch.setattr(target, name, failing_third)
     with pytest.raises(RuntimeError, match="disk full"):
-        tracking.events_import(path=path, chunk_size=10)
-    # On PostgreSQL the chunks are written by the writer thread, on SQLite by the caller.
-    assert set(calls) == {"import-writer" if connection.vendor == "postgresql" else "MainThread"}
+        tracking.events_import(path=path, chunk_size=10, writers=1)
+    # On PostgreSQL the chunks are written by a writer thread, on SQLite by the caller.
+    if connection.vendor != "postgresql":
+        assert set(calls) == {"MainThread"}
+    else:
+        assert set(calls) == {"import-writer-0" if fmt == "csv" else "import-writer"}
     # Chunks 1-2 committed with their checkpoint; nothing of chunk 3 or later.
     assert Event.objects.count() == 20
-    assert ImportCheckpoint.objects.get().line == 21
-    monkeypatch.setattr(tracking.interactions, "interactions_add", real)
+    last = 21 if fmt == "csv" else 20  # a CSV file's line 1 is its header
+    assert ImportCheckpoint.objects.get().line == last
+    monkeypatch.setattr(target, name, real)
     again = tracking.events_import(path=path, chunk_size=10)
-    assert (again.stored, again.resumed_from) == (80, 21)
+    assert (again.stored, again.resumed_from) == (80, last)
     assert Event.objects.count() == 100
     assert sum(Interaction.objects.values_list("count", flat=True)) == 100
     assert Profile.objects.count() == 5
+
+
+def test_parallel_writers_commit_out_of_order_and_a_rerun_stores_exactly_the_rest(
+    catalog, tmp_path, monkeypatch
+):
+    """With two writers a later chunk may commit while an earlier one fails: the checkpoint
+    keeps it as a committed range, and the rerun skips it instead of counting it again."""
+    _postgres_only()
+    path = _many_users(tmp_path, "csv", rows=100, users=5)
+    real = csvimport.CsvImport._checkpoint
+    failed: list[int] = []
+
+    def fail_third_chunk_once(self, chunk, stored):
+        if chunk.first == 22 and not failed:
+            failed.append(chunk.first)
+            raise RuntimeError("disk full")
+        return real(self, chunk, stored)
+
+    monkeypatch.setattr(csvimport.CsvImport, "_checkpoint", fail_third_chunk_once)
+    with pytest.raises(RuntimeError, match="disk full"):
+        tracking.events_import(path=path, chunk_size=10, writers=2)
+    checkpoint = ImportCheckpoint.objects.get()
+    assert checkpoint.line == 21
+    assert all(first > 31 for first, _ in checkpoint.pending)
+    committed = Event.objects.count()
+    assert committed == 20 + 10 * len(checkpoint.pending)
+    again = tracking.events_import(path=path, chunk_size=10, writers=2)
+    assert (again.stored, again.duplicates) == (100 - committed, 0)
+    assert again.skipped == 20 + 10 * len(checkpoint.pending)
+    assert Event.objects.count() == 100
+    assert sum(Interaction.objects.values_list("count", flat=True)) == 100
+    checkpoint.refresh_from_db()
+    assert (checkpoint.line, checkpoint.pending, checkpoint.stored) == (101, [], 100)
 
 
 def item_orphans() -> tuple[int, int]:
@@ -233,25 +293,26 @@ def _postgres_only() -> None:
         pytest.skip("needs PostgreSQL (the writer thread; SQLite serialises write transactions)")
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_an_item_deleted_while_an_import_chunk_is_written_takes_its_rows_with_it(
-    catalog, tmp_path, monkeypatch
+    catalog, tmp_path, monkeypatch, fmt
 ):
     """The writer has locked the chunk's items and not committed; a deletion of one of them
     waits for the chunk, then clears it from the chunk's events and drops its interactions."""
     _postgres_only()
-    path = tmp_path / "events.csv"
-    _many_users_csv(path, rows=20, users=3)
+    path = _many_users(tmp_path, fmt, rows=20, users=3)
     written, release = threading.Event(), threading.Event()
-    real = tracking.interactions.interactions_add
+    target, name = _write_hook(fmt)
+    real = getattr(target, name)
     errors: list[BaseException] = []
     deleter_pid: list[int] = []
 
-    def hold(**kwargs):
+    def hold(*args, **kwargs):
         written.set()
         release.wait(30)
-        return real(**kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking.interactions, "interactions_add", hold)
+    monkeypatch.setattr(target, name, hold)
 
     def run(target):
         def body():
@@ -288,20 +349,25 @@ def test_an_item_deleted_while_an_import_chunk_is_written_takes_its_rows_with_it
     assert set(Interaction.objects.values_list("item__external_id", flat=True)) == {"m2"}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
 def test_an_item_deleted_between_the_look_ahead_and_the_write_is_resolved_again(
-    catalog, tmp_path, monkeypatch
+    catalog, tmp_path, monkeypatch, fmt
 ):
+    """The look-ahead (NDJSON) or the creation step (CSV) resolved the items and committed;
+    an item deleted before the writing transaction locks it is resolved again there."""
     _postgres_only()
-    path = tmp_path / "events.csv"
-    _many_users_csv(path, rows=20, users=3)
-    prepare = tracking._import_prepare
+    path = _many_users(tmp_path, fmt, rows=20, users=3)
+    target, name = (
+        (csvimport.CsvImport, "_profiles_create") if fmt == "csv" else (tracking, "_import_prepare")
+    )
+    real = getattr(target, name)
 
-    def prepare_then_delete(*args):
-        prepared = prepare(*args)
+    def then_delete(*args, **kwargs):
+        outcome = real(*args, **kwargs)
         Item.objects.filter(external_id="m1").delete()  # committed before the writer locks
-        return prepared
+        return outcome
 
-    monkeypatch.setattr(tracking, "_import_prepare", prepare_then_delete)
+    monkeypatch.setattr(target, name, then_delete)
     report = tracking.events_import(path=path, chunk_size=100)
     assert report.stored == 20
     assert item_orphans() == (0, 0)

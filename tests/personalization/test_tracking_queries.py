@@ -43,9 +43,9 @@ def test_a_batch_of_known_profiles_and_items_takes_a_constant_number_of_queries(
     factories.items(10)
     factories.profiles(10)
     # 1 write key look-up, 2 SAVEPOINT/RELEASE (the test's transaction wraps ours),
-    # 1 profiles by user id, 1 items by external id, 1 INSERT events (its RETURNING finds
-    # duplicates), 1 interaction upsert, 1 UPDATE first/last seen.
-    with django_assert_num_queries(8):
+    # 1 source lock, 1 profiles by user id, 1 items by external id, 1 INSERT events (its
+    # RETURNING finds duplicates), 1 interaction upsert, 1 UPDATE first/last seen.
+    with django_assert_num_queries(9):
         response = post(batch(size))
     assert response.json()["stored"] == size
     assert Event.objects.count() == size
@@ -55,7 +55,7 @@ def test_a_batch_of_known_profiles_and_items_takes_a_constant_number_of_queries(
 def test_a_batch_of_new_profiles_and_items_adds_a_few_queries_not_one_per_event(
     post, django_assert_num_queries
 ):
-    # The 8 above, plus: look up anonymous ids (1), create user profiles and read
+    # The 9 above, plus: look up anonymous ids (1), create user profiles and read
     # their ids (2), create placeholder items and read their ids (2), create anonymous
     # profiles, link their ids and read the owners back (3); minus the first/last seen
     # UPDATE (1): profiles created by the batch already span its events.
@@ -63,7 +63,7 @@ def test_a_batch_of_new_profiles_and_items_adds_a_few_queries_not_one_per_event(
     for n, message in enumerate(body["batch"][:20]):
         message.pop("userId")
         message["anonymousId"] = f"dev-{n}"
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         response = post(body)
     assert response.json()["stored"] == 100
     assert Profile.objects.count() == 30
@@ -73,8 +73,8 @@ def test_a_replayed_batch_writes_nothing_but_the_skipped_insert(post, django_ass
     factories.items(10)
     post(batch(50))
     seen = list(Profile.objects.values_list("external_id", "last_seen"))
-    # write key, SAVEPOINT, profiles, items, INSERT (nothing returned), RELEASE.
-    with django_assert_num_queries(6):
+    # write key, SAVEPOINT, source lock, profiles, items, INSERT (nothing returned), RELEASE.
+    with django_assert_num_queries(7):
         body = post(batch(50)).json()
     assert body["duplicates"] == 50
     assert Interaction.objects.filter(count=5).count() == 10
@@ -86,8 +86,8 @@ def test_a_replayed_identify_is_checked_first_and_applies_nothing(post, django_a
                "traits": {"plan": "pro"}}  # fmt: skip
     assert post({"batch": [message]}).json()["stored"] == 1
     Profile.objects.filter(external_id="u1").update(traits={"plan": "free"})
-    # write key, SAVEPOINT, existing message ids, RELEASE.
-    with django_assert_num_queries(4):
+    # write key, SAVEPOINT, source lock, existing message ids, RELEASE.
+    with django_assert_num_queries(5):
         body = post({"batch": [message]}).json()
     assert body["duplicates"] == 1
     assert Profile.objects.get(external_id="u1").traits == {"plan": "free"}

@@ -26,8 +26,17 @@ class Command(BaseCommand):
             "--restart", action="store_true", help="Ignore the checkpoint and start at line 1."
         )
         parser.add_argument("--chunk-size", type=int, default=20_000)
+        parser.add_argument(
+            "--writers",
+            type=int,
+            help="Parallel connections for CSV on PostgreSQL (default: IMPORT_WRITERS).",
+        )
 
-    def handle(self, *args, file, source, format, strict, restart, chunk_size, **options):
+    def handle(self, *args, file, source, format, strict, restart, chunk_size, writers, **options):
+        if writers is not None and writers < 1:
+            raise CommandError("--writers must be at least 1.")
+        if chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1.")
         started = time.perf_counter()
         shown = 0
 
@@ -45,7 +54,7 @@ class Command(BaseCommand):
         try:
             report = tracking.events_import(
                 path=file, source_name=source, fmt=format, strict=strict, restart=restart,
-                chunk_size=chunk_size, progress=progress,
+                chunk_size=chunk_size, progress=progress, writers=writers,
             )  # fmt: skip
         except FileNotFoundError:
             raise CommandError(f"No such file: {file}") from None
