@@ -59,13 +59,24 @@ OPTIONAL_COLUMNS = ("anonymous_id", "properties", "message_id")
 STAGE = "recsite_import_stage"
 SEEN = "recsite_import_seen"
 # Plain values: what both Python's and PostgreSQL's parsers read the same way.
-UNIX = r"^[0-9]{1,10}(\.[0-9]{1,3})?$"
 ISO = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 )
 OFFSET = r"[+-][0-9]{2}:[0-9]{2}$"
-DECIMAL = r"^-?[0-9]{1,14}(\.[0-9]{1,15})?$"
+
+
+def _decimal(column: str, *, whole: int, fraction: int, sign: bool = False) -> str:
+    """SQL: ``column`` is digits with an optional fraction, at most ``whole`` and
+    ``fraction`` digits (PostgreSQL's regular expressions are slow with bounded repeats)."""
+    pattern = r"^-?[0-9]+(\.[0-9]+)?$" if sign else r"^[0-9]+(\.[0-9]+)?$"
+    digits = f"ltrim({column}, '-')" if sign else column
+    return (
+        f"({column} ~ '{pattern}' AND length(split_part({digits}, '.', 1)) <= {whole} "
+        f"AND length(split_part({column}, '.', 2)) <= {fraction})"
+    )
+
+
 RETRIES = 3
 
 
@@ -210,11 +221,11 @@ class CsvImport:
         # Evaluated only where the row is plain (CASE: no cast sees a malformed string).
         ts = (
             f"CASE WHEN {t} IS NULL THEN %(received)s::timestamptz "
-            f"WHEN {t} ~ '{UNIX}' THEN to_timestamp({t}::float8) ELSE {t}::timestamptz END"
+            f"WHEN strpos({t}, '-') = 0 THEN to_timestamp({t}::float8) ELSE {t}::timestamptz END"
         )
         plain_ts = (
             f"CASE WHEN {t} IS NULL THEN true "
-            f"WHEN {t} ~ '{UNIX}' THEN to_timestamp({t}::float8) <= %(latest)s "
+            f"WHEN {_decimal(t, whole=10, fraction=3)} THEN to_timestamp({t}::float8) <= %(latest)s "
             f"WHEN {t} ~ '{ISO}' THEN CASE WHEN {iso_fields} "
             f"THEN {t}::timestamptz <= %(latest)s ELSE false END "
             "ELSE false END"
@@ -225,14 +236,15 @@ class CsvImport:
                 f"{u} IS NOT NULL",
                 f"{e} IS NOT NULL AND char_length({e}) <= {tracking.MAX_NAME_LENGTH}",
                 f"({i} IS NULL OR char_length({i}) <= {tracking.MAX_NAME_LENGTH})",
-                f"({v} IS NULL OR {v} ~ '{DECIMAL}')",
+                f"({v} IS NULL OR {_decimal(v, whole=14, fraction=15, sign=True)})",
                 *([f"({m} IS NULL OR char_length({m}) <= {tracking.MAX_NAME_LENGTH})"] if m else []),
                 f"({plain_ts})",
             ]
         )
         check = (
-            f"SELECT count(*), count(*) FILTER (WHERE ({plain}) IS NOT TRUE), array_agg(DISTINCT {u}), "
-            f"array_agg(DISTINCT {e}), array_agg(DISTINCT {i}) FILTER (WHERE {i} IS NOT NULL) "
+            f"SELECT count(*), count(*) FILTER (WHERE ({plain}) IS NOT TRUE), "
+            f'array_agg(DISTINCT {u} COLLATE "C"), array_agg(DISTINCT {e} COLLATE "C"), '
+            f'array_agg(DISTINCT {i} COLLATE "C") FILTER (WHERE {i} IS NOT NULL) '
             f"FROM {STAGE} s"
         )
         profiles = (
@@ -244,7 +256,8 @@ class CsvImport:
         # The value as Python's float repr would write it in JSON: "4" is 4.0.
         value_text = f"({v}::float8)::text"
         value_json = (
-            f"(CASE WHEN {value_text} ~ '^-?[0-9]+$' THEN {value_text} || '.0' ELSE {value_text} END)::jsonb"
+            f"(CASE WHEN strpos({value_text}, '.') + strpos({value_text}, 'e') = 0 "
+            f"THEN {value_text} || '.0' ELSE {value_text} END)::jsonb"
         )
         properties = (
             f"(CASE WHEN {i} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object(%(item_key)s::text, {i}) END "
@@ -266,7 +279,8 @@ class CsvImport:
             f"ins AS (INSERT INTO {EVENT} ({eventstore.EVENT_COLUMNS}) "
             f"SELECT %(source)s, {message_id}, {e}, nm.type, u.pid, it.iid, {v}::float8, {properties}, {ts}, "
             "%(received)s::timestamptz "
-            f"FROM {STAGE} s JOIN u ON u.ext = {u} JOIN nm ON nm.name = {e} LEFT JOIN it ON it.ref = {i} "
+            f'FROM {STAGE} s JOIN u ON u.ext = {u} COLLATE "C" JOIN nm ON nm.name = {e} COLLATE "C" '
+            f'LEFT JOIN it ON it.ref = {i} COLLATE "C" '
             f"ORDER BY {order} ON CONFLICT (source_id, message_id) DO NOTHING "
             "RETURNING profile_id, item_id, type, value, timestamp), "
             f"strengths AS (INSERT INTO {INTERACTION} (profile_id, item_id, strength, count, last_at) "
@@ -318,14 +332,14 @@ class CsvImport:
                 if result is None:
                     self._wait_for_earlier(chunk.seq)
                     result = self._store_rows(chunk)
-                if result.fast:
-                    self._seen_widen(own_transaction=own_transaction)
-                return result
+                break
             except Exception as exc:
                 if not own_transaction or attempt == RETRIES - 1 or not _retryable(exc):
                     raise
                 logger.info("import chunk at line %s retried after %s", chunk.first, exc)
-        raise AssertionError("unreachable")
+        if result.fast:  # the row-by-row path widened them in its transaction
+            self._seen_widen(own_transaction=own_transaction)
+        return result
 
     def _store_plain(self, chunk: RawChunk) -> ChunkResult:
         """Three transactions: stage and check the rows; create missing profiles and
@@ -451,19 +465,24 @@ class CsvImport:
         row.save(update_fields=["line", "pending", "stored", "updated_at"])
 
     def _seen_widen(self, *, own_transaction: bool) -> None:
-        """Widen first/last seen of the chunk's profiles (after its commit when the chunk had
-        its own transaction: the row locks would otherwise hold the other writers). Locked in
-        id order, so that writers sharing profiles queue instead of deadlocking."""
-        with transaction.atomic():
-            _run(
-                f"SELECT p.id FROM {PROFILE} p JOIN {SEEN} s ON s.id = p.id "
-                f"WHERE {WIDENS.replace(PROFILE + '.', 'p.')} ORDER BY p.id FOR NO KEY UPDATE OF p"
-            )
-            _run(
-                f"UPDATE {PROFILE} SET first_seen = LEAST(COALESCE({PROFILE}.first_seen, s.lo), s.lo), "
-                f"last_seen = GREATEST(COALESCE({PROFILE}.last_seen, s.hi), s.hi) "
-                f"FROM {SEEN} s WHERE {PROFILE}.id = s.id AND {WIDENS}"
-            )
+        """Widen first/last seen of the chunk's profiles: after its commit when the chunk had
+        its own transaction (row locks held until then would queue the other writers). Two
+        writers updating shared profiles in different orders can deadlock: PostgreSQL then
+        aborts one statement, which is run again (it only widens, so repeating is harmless)."""
+        sql = (
+            f"UPDATE {PROFILE} SET first_seen = LEAST(COALESCE({PROFILE}.first_seen, s.lo), s.lo), "
+            f"last_seen = GREATEST(COALESCE({PROFILE}.last_seen, s.hi), s.hi) "
+            f"FROM {SEEN} s WHERE {PROFILE}.id = s.id AND {WIDENS}"
+        )
+        for attempt in range(RETRIES):
+            try:
+                with transaction.atomic():
+                    _run(sql)
+                return
+            except Exception as exc:
+                if not own_transaction or attempt == RETRIES - 1 or not _retryable(exc):
+                    raise
+                logger.info("first/last seen update retried after %s", exc)
 
     # --- Order between chunks -------------------------------------------------------------
 

@@ -58,9 +58,10 @@ def _refuse(self, chunk):
     raise csvimport._NotPlain
 
 
-def import_once(monkeypatch, path, *, row_path: bool, hold=None, **kwargs):
-    """One ``events_import`` of ``path``; returns (report, [(first line, fast)], window)."""
-    chunks: list[tuple[int, bool]] = []
+def import_once(monkeypatch, path, *, row_path: bool, hold=None, chunks=None, **kwargs):
+    """One ``events_import`` of ``path``; returns (report, [(first line, fast)], window).
+    ``chunks`` collects the (first line, fast) pairs as they come."""
+    chunks = [] if chunks is None else chunks
     lock = threading.Lock()
     real_store = csvimport.CsvImport.store
 
@@ -191,12 +192,17 @@ def _diff(name: str, rows: dict, fast: dict) -> list[str]:
 
 def assert_same(out: dict) -> None:
     rows, fast = out["rows"], out["set"]
-    problems = [f"reports: row path {a} / set-based {b}" for a, b in zip(rows["reports"], fast["reports"], strict=True)
-                if a != b]  # fmt: skip
+    problems = [
+        f"reports: row path {a} / set-based {b}"
+        for a, b in zip(rows["reports"], fast["reports"], strict=True)
+        if a != b
+    ]
     for name in ("events", "profiles", "anonymous_ids", "items"):
         problems += _diff(name, rows["db"][name], fast["db"][name])
     a, b = rows["db"]["interactions"], fast["db"]["interactions"]
-    problems += _diff("interactions", {k: (v[1], v[2]) for k, v in a.items()}, {k: (v[1], v[2]) for k, v in b.items()})
+    problems += _diff(
+        "interactions", {k: (v[1], v[2]) for k, v in a.items()}, {k: (v[1], v[2]) for k, v in b.items()}
+    )
     problems += [
         f"interactions[{k!r}] strength: row path {a[k][0]} / set-based {b[k][0]}"
         for k in a.keys() & b.keys()
@@ -336,7 +342,9 @@ def _case_rows() -> list[dict]:
 
 
 @pytest.mark.parametrize("header", [BASE, FULL], ids=["required-columns", "all-columns"])
-def test_a_row_per_case_is_stored_by_the_set_based_path_as_by_the_row_path(catalog, tmp_path, monkeypatch, header):
+def test_a_row_per_case_is_stored_by_the_set_based_path_as_by_the_row_path(
+    catalog, tmp_path, monkeypatch, header
+):
     path = tmp_path / "cases.csv"
     write_csv(path, header, _case_rows())
     out = both_paths(monkeypatch, path, chunk_size=1)
@@ -345,7 +353,9 @@ def test_a_row_per_case_is_stored_by_the_set_based_path_as_by_the_row_path(catal
     assert fast_lines(out) - {len(CASES) + 2, len(CASES) + 3} == plain
 
 
-def test_the_rows_of_one_chunk_are_stored_alike_whether_the_chunk_is_plain_or_not(catalog, tmp_path, monkeypatch):
+def test_the_rows_of_one_chunk_are_stored_alike_whether_the_chunk_is_plain_or_not(
+    catalog, tmp_path, monkeypatch
+):
     path = tmp_path / "cases.csv"
     write_csv(path, BASE, _case_rows())
     out = both_paths(monkeypatch, path, chunk_size=7, writers=1)
@@ -392,7 +402,9 @@ def test_exact_duplicate_lines_count_alike_within_and_across_chunks(catalog, tmp
     assert out["set"]["reports"][0]["duplicates"] == 5
 
 
-def test_a_rerun_and_a_restart_store_nothing_new_and_leave_the_strengths_alone(catalog, tmp_path, monkeypatch):
+def test_a_rerun_and_a_restart_store_nothing_new_and_leave_the_strengths_alone(
+    catalog, tmp_path, monkeypatch
+):
     path = tmp_path / "cases.csv"
     write_csv(path, BASE, _case_rows())
     runs = ({}, {}, {"restart": True})
@@ -436,7 +448,9 @@ SHAPES = {
     "crlf": _shape((HEADER + f"{P}\n" * 4 + "u2,m2,rate,4,1761991200\n").replace("\n", "\r\n")),
     "quoted-line-break": _shape(HEADER + f'{P}\n"u\n3",m1,play,,2026-11-01T10:00:00Z\n{P}\n'),
     "doubled-quotes": _shape(HEADER + f'{P}\n"u""4",m1,"Product ""Viewed""",,2026-11-01T10:00:00Z\n{P}\n'),
-    "quoted-plain-fields": _shape(HEADER + '"u5","m1","play","4","2026-11-01T10:00:00Z"\n"u5","","rate","",""\n'),
+    "quoted-plain-fields": _shape(
+        HEADER + '"u5","m1","play","4","2026-11-01T10:00:00Z"\n"u5","","rate","",""\n'
+    ),
     "quoted-comma": _shape(HEADER + '"u,6",m1,"Added to List",,2026-11-01\n'),
     "blank-lines": _shape(HEADER + f"{P}\n\n{P}\n\n\n{P}\n"),
     "no-final-newline": _shape(HEADER + f"{P}\nu2,m2,play,,1761991200"),
@@ -448,6 +462,8 @@ SHAPES = {
     ),
     "extra-column": _shape("note,user_id,item_id,event,value,timestamp\nhi,u1,m1,play,,2026-11-01\n"),
     "column-order": _shape("timestamp,value,event,item_id,user_id\n1761991200,2,rate,m2,u3\n"),
+    "text-after-closing-quote": _shape(HEADER + '"u1"x,"m1"2,play,,2026-11-01T10:00:00Z\n'),
+    "header-only": _shape(HEADER),
     "unicode": _shape(HEADER + "ü😀,m1,Ünïcode,,2026-11-01T10:00:00+01:00\n"),
 }
 
@@ -466,6 +482,30 @@ def test_a_plain_file_goes_set_based_whole(catalog, tmp_path, monkeypatch):
     path.write_bytes(SHAPES["crlf"])
     out = both_paths(monkeypatch, path, chunk_size=50)
     assert fast_lines(out) == {2}
+    assert_same(out)
+
+
+def test_a_strict_import_stops_at_the_same_line_with_the_same_rows_stored(catalog, tmp_path, monkeypatch):
+    rows = [PLAIN] * 9 + [{**PLAIN, "user_id": "u2", "item_id": "new-item"}, {**PLAIN, "value": "abc"}, PLAIN]
+    path = tmp_path / "strict.csv"
+    write_csv(path, BASE, rows)
+    out = {}
+    for label, row_path in (("rows", True), ("set", False)):
+        reset()
+        chunks: list = []
+        with pytest.raises(tracking.ImportFailed) as failed:
+            import_once(monkeypatch, path, row_path=row_path, chunks=chunks, chunk_size=3, strict=True)
+        checkpoint = ImportCheckpoint.objects.get()
+        out[label] = {
+            "reports": [{"error": str(failed.value), "checkpoint": (checkpoint.line, checkpoint.stored)}],
+            "db": snapshot([(NOW - timedelta(days=1), datetime.now(UTC))]),
+            "chunks": [sorted(chunks)],
+        }
+    assert fast_lines(out) == {2, 5, 8}
+    assert out["set"]["reports"][0] == {
+        "error": "line 12: value 'abc' is not a number.",
+        "checkpoint": (10, 9),
+    }
     assert_same(out)
 
 
@@ -525,7 +565,9 @@ def test_a_random_mix_of_rows_is_stored_alike_by_both_paths(
     assert any(fast for _, fast in chunks) and not all(fast for _, fast in chunks)
 
 
-def test_a_random_mix_without_optional_columns_is_stored_alike_and_rerun_alike(catalog, tmp_path, monkeypatch):
+def test_a_random_mix_without_optional_columns_is_stored_alike_and_rerun_alike(
+    catalog, tmp_path, monkeypatch
+):
     path = tmp_path / "random.csv"
     write_csv(path, BASE, random_rows(5, 600, odd=0.01))
     out = both_paths(monkeypatch, path, chunk_size=7, writers=2, runs=({}, {"restart": True}))
@@ -592,7 +634,9 @@ def test_first_and_last_seen_span_the_stored_rows_of_new_and_known_profiles(cata
         assert out["set"]["db"]["profiles"]["u1"] == ("2026-10-01 10:00:00+00", "2026-11-10 10:00:00+00")
 
 
-def test_a_later_plain_chunk_stored_before_an_earlier_identity_chunk_ends_alike(catalog, tmp_path, monkeypatch):
+def test_a_later_plain_chunk_stored_before_an_earlier_identity_chunk_ends_alike(
+    catalog, tmp_path, monkeypatch
+):
     """Row-by-row chunks wait for the chunks before them, set-based ones do not: a user id
     first claimed by an anonymous profile (line 3) may meet a profile made by a later plain
     chunk (line 4) first."""
@@ -616,7 +660,7 @@ def test_a_later_plain_chunk_stored_before_an_earlier_identity_chunk_ends_alike(
 @pytest.mark.xfail(
     strict=True,
     reason="PostgreSQL's COPY (FORMAT csv) opens a quoted section at a quote anywhere in a field, "
-    "Python's csv module only at the start: m\"1\"x is m1x set-based, m\"1\"x row by row",
+    'Python\'s csv module only at the start: m"1"x is m1x set-based, m"1"x row by row',
 )
 @pytest.mark.parametrize("field", ['m"1"x', ' "m1"'], ids=["quote-inside", "space-before-quote"])
 def test_a_quote_inside_an_unquoted_field_is_read_alike(catalog, tmp_path, monkeypatch, field):
