@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--chunk-size", type=int, default=20_000)
+    parser.add_argument("--writers", type=int, help="import_events --writers (default IMPORT_WRITERS, 2)")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     var = tempfile.mkdtemp(prefix="rs-bench-import-")
@@ -57,17 +58,18 @@ def main() -> None:
     load_before = load_average()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
+    command = [sys.executable, "manage.py", "import_events", str(path), "--chunk-size", str(args.chunk_size)]
+    if args.writers:
+        command += ["--writers", str(args.writers)]
     with BackendCpu(url) if url else contextlib.nullcontext() as backend_cpu:
-        subprocess.run(
-            [sys.executable, "manage.py", "import_events", str(path), "--chunk-size", str(args.chunk_size)],
-            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        done = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     command_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     backend = "PostgreSQL" if url else "SQLite"
     print(f"backend: {backend}; {args.events:,} CSV rows ({args.users:,} users, {args.items:,} items)")
     print(f"import: {elapsed:.1f} s, {args.events / elapsed:,.0f} events/s (including process start)")
+    print("import_events said: " + " | ".join(done.stdout.strip().splitlines()[-2:]))
     cpu = f"CPU: import_events process {command_cpu:.1f} s"
     if url:
         cpu += f", PostgreSQL backends {backend_cpu.seconds:.1f} s"

@@ -132,7 +132,8 @@ class DeletionLogAdmin(admin.ModelAdmin):
 
 @admin.register(ImportCheckpoint)
 class ImportCheckpointAdmin(admin.ModelAdmin):
-    list_display = ["key", "line", "stored", "updated_at"]
+    list_display = ["key", "line", "pending", "stored", "updated_at"]
+    search_fields = ["key"]
 
 
 from .models import Segment, SegmentRefresh  # noqa: E402

@@ -751,6 +751,8 @@ class ImportReport:
     skipped: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     resumed_from: int = 0
+    chunks: int = 0
+    chunks_set_based: int = 0  # CSV on PostgreSQL: chunks whose rows were all plain
 
 
 class ImportFailed(Exception):
@@ -1207,6 +1209,8 @@ def events_import(
             report.duplicates += result.duplicates
             report.rejected += len(result.errors)
             report.lines = result.chunk.last
+            report.chunks += 1
+            report.chunks_set_based += result.fast
             if progress:
                 progress(report)
 

@@ -70,3 +70,8 @@ class Command(BaseCommand):
                 f"{report.rejected:,} rejected in {time.perf_counter() - started:.1f} s."
             )
         )
+        if report.chunks_set_based < report.chunks and report.chunks and format != "ndjson":
+            self.stdout.write(
+                f"{report.chunks - report.chunks_set_based:,} of {report.chunks:,} chunks went row by row "
+                '(a row that is not plain: see docs/tracking.md, "Bulk import").'
+            )
