@@ -78,6 +78,9 @@ def _decimal(column: str, *, whole: int, fraction: int, sign: bool = False) -> s
 
 
 RETRIES = 3
+# A line whose fields are each unquoted without quotes, or wholly quoted: read alike by
+# PostgreSQL's COPY and Python's csv module.
+_FIELDS = re.compile(rb'(?:[^",\r\n]*|"(?:[^"]|"")*")(?:,(?:[^",\r\n]*|"(?:[^"]|"")*"))*\r?\n?')
 
 
 @dataclass
@@ -135,7 +138,8 @@ def raw_chunks(handle, *, chunk_size: int, line: int, pending: list) -> Iterator
     plain = True
     for text in handle:
         number += 1
-        odd = b'"' in text and text.count(b'"') % 2 == 1
+        quoted = b'"' in text
+        odd = quoted and text.count(b'"') % 2 == 1
         if number <= line or (ranges and _within(ranges, number)):
             if lines:
                 yield RawChunk(seq, first, number - 1, b"".join(lines), plain, skipped)
@@ -148,6 +152,10 @@ def raw_chunks(handle, *, chunk_size: int, line: int, pending: list) -> Iterator
         lines.append(text)
         if odd:
             in_quotes = not in_quotes
+            plain = False
+        elif (quoted and not _FIELDS.fullmatch(text)) or text.rstrip(b"\r\n") == b"\\.":
+            # PostgreSQL's CSV reads a quote inside an unquoted field as the start of a quoted
+            # part (Python's csv does not), and a line "\." as the end of the data.
             plain = False
         if len(lines) >= chunk_size and not in_quotes:
             yield RawChunk(seq, first, number, b"".join(lines), plain, skipped)
@@ -241,8 +249,15 @@ class CsvImport:
                 f"({plain_ts})",
             ]
         )
+        message_id = "%(prefix)s || (%(first)s::bigint + s.n - 1)::text"
+        # Two rows of a chunk with one message id go row by row: that path drops the second
+        # before anything (its profile, item or time) is used.
+        repeated = "0"
+        if m:
+            message_id = f"COALESCE({m}, {message_id})"
+            repeated = f'count(*) - count(DISTINCT {message_id} COLLATE "C")'
         check = (
-            f"SELECT count(*), count(*) FILTER (WHERE ({plain}) IS NOT TRUE), "
+            f"SELECT count(*), count(*) FILTER (WHERE ({plain}) IS NOT TRUE) + {repeated}, "
             f'array_agg(DISTINCT {u} COLLATE "C"), array_agg(DISTINCT {e} COLLATE "C"), '
             f'array_agg(DISTINCT {i} COLLATE "C") FILTER (WHERE {i} IS NOT NULL) '
             f"FROM {STAGE} s"
@@ -263,14 +278,8 @@ class CsvImport:
             f"(CASE WHEN {i} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object(%(item_key)s::text, {i}) END "
             f"|| CASE WHEN {v} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('value', {value_json}) END)"
         )
-        message_id = "%(prefix)s || (%(first)s::bigint + s.n - 1)::text"
-        # Rows go in profile order (the profile index takes them page by page), unless the
-        # file brings message ids: then in line order, so that of two rows with one message
-        # id the first is stored, as in the row-by-row path.
+        # Rows go in profile order: the profile index takes them page by page.
         order = "u.pid, s.n"
-        if m:
-            message_id = f"COALESCE({m}, {message_id})"
-            order = "s.n"
         write = (
             "WITH u AS (SELECT * FROM unnest(%(users)s::text[], %(profiles)s::bigint[]) AS u(ext, pid)), "
             "it AS (SELECT * FROM unnest(%(refs)s::text[], %(items)s::bigint[]) AS it(ref, iid)), "
@@ -355,7 +364,9 @@ class CsvImport:
                     self._copy(chunk.data)
             except psycopg.Error:
                 raise _NotPlain from None
-            sql, args = self._params(self.sql["check"], params)
+            sql, args = self._params(
+                self.sql["check"], {**params, "prefix": f"{self.prefix}:", "first": chunk.first}
+            )
             (rows, not_plain, users, names, refs), = _run(sql, args, fetch=True)  # fmt: skip
         if not_plain or not users:
             raise _NotPlain
@@ -545,7 +556,12 @@ def import_csv(
                     account(job.store(chunk, own_transaction=False))
                     job.finish(chunk.seq)
             return
-        _run_writers(job, chunks, writers=max(1, 1 if strict else writers), report=report, account=account)
+        # One writer, in file order: with --strict (nothing after the first bad row may be
+        # committed), and for files that bring message ids (of two lines with one id, the
+        # earlier must be stored; ids made from line numbers cannot repeat).
+        if strict or "message_id" in header:
+            writers = 1
+        _run_writers(job, chunks, writers=max(1, writers), report=report, account=account)
 
 
 def _run_writers(job: CsvImport, chunks: Iterator[RawChunk], *, writers: int, report: tracking.ImportReport,
