@@ -305,7 +305,11 @@ class CsvImport:
             "SELECT profile_id, min(timestamp), max(timestamp) FROM ins GROUP BY 1) "
             "SELECT count(*) FROM ins"
         )
-        return {"check": check, "profiles": profiles, "write": write}
+        # First without ON CONFLICT: a plain insert costs a tenth less than the speculative
+        # one, and a new chunk has no stored message id (if it has, the unique index refuses
+        # the statement and the chunk is written again with ON CONFLICT, see _write).
+        fresh = write.replace(" ON CONFLICT (source_id, message_id) DO NOTHING", "")
+        return {"check": check, "profiles": profiles, "write": write, "write_fresh": fresh}
 
     def _params(self, sql: str, params: dict) -> tuple[str, list]:
         """Named parameters (``%(name)s``) as the positional ones ``eventstore._run`` binds."""
@@ -396,10 +400,22 @@ class CsvImport:
                 names=names, types=types, weighted=weighted, weights=[self.weights[k] for k in weighted],
                 midpoint=settings.INTERACTION_RATING_MIDPOINT, item_key=self.limits.item_properties[0],
             )  # fmt: skip
-            sql, args = self._params(self.sql["write"], params)
-            (stored,), = _run(sql, args, fetch=True)  # fmt: skip
+            stored = self._write(params)
             self._checkpoint(chunk, stored)
         return ChunkResult(chunk, stored=stored, duplicates=rows - stored)
+
+    def _write(self, params: dict) -> int:
+        """The chunk's events, strengths and spans; how many events were stored."""
+        sql, args = self._params(self.sql["write_fresh"], params)
+        try:
+            with transaction.atomic():  # a savepoint: a refused insert leaves the chunk usable
+                (stored,), = _run(sql, args, fetch=True)  # fmt: skip
+            return stored
+        except psycopg.errors.UniqueViolation:
+            pass  # some message ids are stored already (a rerun, a file imported twice)
+        sql, args = self._params(self.sql["write"], params)
+        (stored,), = _run(sql, args, fetch=True)  # fmt: skip
+        return stored
 
     def _copy(self, data: bytes) -> None:
         columns = ", ".join(self.columns)
