@@ -386,7 +386,7 @@ class CsvImport:
         with transaction.atomic():
             eventstore.commit_asynchronous()
             tracking.items_for_refs(titles, lock=False)
-            self._profiles_create(users, received, known=eventstore.profiles_by_user_id(users, lock=False))
+            self._profiles_create(users, received)
         with transaction.atomic():
             eventstore.commit_asynchronous()
             eventstore.source_lock(self.source.pk)
@@ -425,9 +425,20 @@ class CsvImport:
         with psycopg.Cursor(connection.connection) as cursor, cursor.copy(sql) as copy:
             copy.write(data)
 
-    def _profiles_create(self, users: list[str], received: datetime, *, known: dict[str, int]) -> None:
-        """Create profiles for the user ids not in ``known``, spanning their rows' times."""
-        missing = [u for u in users if u not in known]
+    def _profiles_create(
+        self, users: list[str], received: datetime, *, known: dict[str, int] | None = None
+    ) -> None:
+        """Create profiles for the user ids without one (not in ``known`` when given),
+        spanning their rows' times."""
+        if known is None:
+            (missing,), = _run(
+                f"SELECT array_agg(x) FROM unnest(%s::text[]) AS x "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {PROFILE} p WHERE p.external_id = x)",
+                [users],
+                fetch=True,
+            )  # fmt: skip
+        else:
+            missing = [u for u in users if u not in known]
         if missing:
             sql, args = self._params(
                 self.sql["profiles"], {"received": received, "now": timezone.now(), "missing": missing}
