@@ -25,7 +25,11 @@ from ingest_batch import ROOT, BackendCpu, catalog_load, database_reset, load_av
 NAMES = ["play", "complete", "view", "Video Playback Started", "Product Viewed", "rate", "add_to_list"]
 
 
-def csv_write(path: Path, *, events: int, users: int, items: int, seed: int = 3) -> None:
+def csv_write(
+    path: Path, *, events: int, users: int, items: int, seed: int = 3, iso: bool = False, bad_every: int = 0
+) -> None:
+    """Random events in time order; ``iso``: ISO 8601 timestamps instead of Unix seconds;
+    ``bad_every``: every so many rows one with a value that is not a number."""
     rng = random.Random(seed)
     start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     with path.open("w") as out:
@@ -33,7 +37,11 @@ def csv_write(path: Path, *, events: int, users: int, items: int, seed: int = 3)
         for n in range(events):
             name = rng.choice(NAMES)
             value = f"{rng.randint(1, 5)}" if name == "rate" else ""
-            out.write(f"user-{rng.randrange(users)},m{rng.randrange(items)},{name},{value},{start + n * 7}\n")
+            if bad_every and n % bad_every == bad_every - 1:
+                value = "n/a"
+            when = start + n * 7
+            stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if iso else when
+            out.write(f"user-{rng.randrange(users)},m{rng.randrange(items)},{name},{value},{stamp}\n")
 
 
 def main() -> None:
@@ -45,6 +53,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--chunk-size", type=int, default=20_000)
     parser.add_argument("--writers", type=int, help="import_events --writers (default IMPORT_WRITERS, 2)")
+    parser.add_argument("--iso", action="store_true", help="ISO 8601 timestamps instead of Unix seconds")
+    parser.add_argument("--bad-every", type=int, default=0, help="one bad row (value 'n/a') every N rows")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     var = tempfile.mkdtemp(prefix="rs-bench-import-")
@@ -54,7 +64,9 @@ def main() -> None:
     manage(env, "migrate", "-v0")
     catalog_load(env, args.items)
     path = Path(var) / "events.csv"
-    csv_write(path, events=args.events, users=args.users, items=args.items)
+    csv_write(
+        path, events=args.events, users=args.users, items=args.items, iso=args.iso, bad_every=args.bad_every
+    )
     load_before = load_average()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 import queue
 import re
@@ -78,6 +79,7 @@ def _decimal(column: str, *, whole: int, fraction: int, sign: bool = False) -> s
 
 
 RETRIES = 3
+USERS_REMEMBERED = 1_000_000  # valid user ids kept per import (a set of short strings: ~100 MB)
 # A line whose fields are each unquoted without quotes, or wholly quoted: read alike by
 # PostgreSQL's COPY and Python's csv module.
 _FIELDS = re.compile(rb'(?:[^",\r\n]*|"(?:[^"]|"")*")(?:,(?:[^",\r\n]*|"(?:[^"]|"")*"))*\r?\n?')
@@ -100,6 +102,10 @@ class ChunkResult:
     duplicates: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     fast: bool = True
+
+
+class _ProfilesGone(Exception):
+    """A profile of the chunk was deleted or merged away since it was made or looked up."""
 
 
 class _NotPlain(Exception):
@@ -129,45 +135,64 @@ def _not_utf8(exc: UnicodeDecodeError) -> str:
 
 def raw_chunks(handle, *, chunk_size: int, line: int, pending: list) -> Iterator[RawChunk]:
     """The data lines (the header read) in chunks of about ``chunk_size`` whole records,
-    skipping lines up to ``line`` and in the ``pending`` ranges (committed by an earlier run)."""
+    skipping lines up to ``line`` and in the ``pending`` ranges (committed by an earlier run;
+    such ranges start and end with records). Lines are taken in blocks (``islice``): only a
+    block holding a quote or a backslash is looked at line by line."""
     ranges = sorted((a, b) for a, b in pending if b > line)
-    number, seq, skipped = 1, 0, 0
-    lines: list[bytes] = []
-    first = 0
-    in_quotes = False
-    plain = True
-    for text in handle:
-        number += 1
-        quoted = b'"' in text
-        odd = quoted and text.count(b'"') % 2 == 1
-        if number <= line or (ranges and _within(ranges, number)):
-            if lines:
-                yield RawChunk(seq, first, number - 1, b"".join(lines), plain, skipped)
-                seq, lines, plain, skipped = seq + 1, [], True, 0
-            skipped += 1
-            in_quotes ^= odd
-            continue
-        if not lines:
-            first = number
-        lines.append(text)
-        if odd:
-            in_quotes = not in_quotes
-            plain = False
-        elif (quoted and not _FIELDS.fullmatch(text)) or text.rstrip(b"\r\n") == b"\\.":
+    number, seq, skipped = 1, 0, 0  # number: the last line read (1, the header)
+    if line > 1:
+        skipped = sum(1 for _ in itertools.islice(handle, line - 1))
+        number += skipped
+    while True:
+        while ranges and ranges[0][0] <= number + 1:  # a committed range starts here: skip it
+            _, last = ranges.pop(0)
+            count = sum(1 for _ in itertools.islice(handle, max(last - number, 0)))
+            number, skipped = number + count, skipped + count
+        limit = chunk_size if not ranges else min(chunk_size, ranges[0][0] - number - 1)
+        block = list(itertools.islice(handle, limit))
+        if not block:
+            break
+        first, number = number + 1, number + len(block)
+        plain = True
+        data = b"".join(block)
+        if b'"' in data or b"\\" in data:
+            plain, extra = _lines_check(block, handle)
+            if extra:
+                number += len(extra)
+                data += b"".join(extra)
+        yield RawChunk(seq, first, number, data, plain, skipped)
+        seq, skipped = seq + 1, 0
+    if skipped:
+        yield RawChunk(seq, number, number, b"", True, skipped)
+
+
+def _lines_check(block: list[bytes], handle) -> tuple[bool, list[bytes]]:
+    """Whether each line of ``block`` is one record read alike by PostgreSQL's COPY and
+    Python's csv module; and the lines read on to finish a quoted field left open."""
+    plain, in_quotes = True, False
+    extra: list[bytes] = []
+    for text in block:
+        in_quotes, plain = _line_check(text, in_quotes, plain)
+    while in_quotes:
+        text = handle.readline()
+        if not text:
+            break
+        extra.append(text)
+        in_quotes, plain = _line_check(text, in_quotes, plain)
+    return plain, extra
+
+
+def _line_check(text: bytes, in_quotes: bool, plain: bool) -> tuple[bool, bool]:
+    if b'"' in text:
+        if text.count(b'"') % 2:  # a quoted field goes on to the next line
+            return not in_quotes, False
+        if not _FIELDS.fullmatch(text):
             # PostgreSQL's CSV reads a quote inside an unquoted field as the start of a quoted
-            # part (Python's csv does not), and a line "\." as the end of the data.
-            plain = False
-        if len(lines) >= chunk_size and not in_quotes:
-            yield RawChunk(seq, first, number, b"".join(lines), plain, skipped)
-            seq, lines, plain, skipped = seq + 1, [], True, 0
-    if lines or skipped:
-        yield RawChunk(seq, first or number, number, b"".join(lines), plain, skipped)
-
-
-def _within(ranges: list[tuple[int, int]], number: int) -> bool:
-    while ranges and ranges[0][1] < number:
-        ranges.pop(0)
-    return bool(ranges) and ranges[0][0] <= number
+            # part (Python's csv does not).
+            return in_quotes, False
+    elif text.rstrip(b"\r\n") == b"\\.":  # a line "\." ends COPY's data
+        return in_quotes, False
+    return in_quotes, plain
 
 
 def checkpoint_merge(line: int, pending: list, first: int, last: int) -> tuple[int, list]:
@@ -200,6 +225,7 @@ class CsvImport:
         self.col = col
         self.set_based = bool(self.limits.item_properties) and settings.INTERACTION_HALF_LIFE_DAYS <= 0
         self.sql = self._statements(col)
+        self.users_valid: set[str] = set()  # user ids that passed identity.id_clean unchanged
         # Chunks finished (committed or failed), for the row-by-row path's ordering.
         self.finished: set[int] = set()
         self.lowest_open = 0
@@ -281,7 +307,10 @@ class CsvImport:
         # Rows go in profile order: the profile index takes them page by page.
         order = "u.pid, s.n"
         write = (
-            "WITH u AS (SELECT * FROM unnest(%(users)s::text[], %(profiles)s::bigint[]) AS u(ext, pid)), "
+            # The chunk's profiles, locked against deletion and merges until it commits (as
+            # tracking._store does); one deleted since phase 2 shows in the count (see _write).
+            f"WITH u AS (SELECT external_id AS ext, id AS pid FROM {PROFILE} "
+            "WHERE external_id = ANY(%(users)s::text[]) FOR KEY SHARE), "
             "it AS (SELECT * FROM unnest(%(refs)s::text[], %(items)s::bigint[]) AS it(ref, iid)), "
             "nm AS (SELECT * FROM unnest(%(names)s::text[], %(types)s::text[]) AS nm(name, type)), "
             "w AS (SELECT * FROM unnest(%(weighted)s::text[], %(weights)s::float8[]) AS w(type, weight)), "
@@ -303,7 +332,7 @@ class CsvImport:
             f"last_at = GREATEST({INTERACTION}.last_at, excluded.last_at)), "
             f"seen AS (INSERT INTO {SEEN} (id, lo, hi) "
             "SELECT profile_id, min(timestamp), max(timestamp) FROM ins GROUP BY 1) "
-            "SELECT count(*) FROM ins"
+            "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM u)"
         )
         # First without ON CONFLICT: a plain insert costs a tenth less than the speculative
         # one, and a new chunk has no stored message id (if it has, the unique index refuses
@@ -375,11 +404,15 @@ class CsvImport:
         if not_plain or not users:
             raise _NotPlain
         for user in users:
+            if user in self.users_valid:
+                continue
             try:
                 if identity.id_clean(user, field="userId") != user:
                     raise _NotPlain
             except identity.IdentityError:
                 raise _NotPlain from None
+            if len(self.users_valid) < USERS_REMEMBERED:
+                self.users_valid.add(user)
         types = [tracking.event_type_for(name, self.limits.name_map or None) for name in names]
         refs = sorted(refs or [])
         titles = {ref: ref for ref in refs}
@@ -391,31 +424,40 @@ class CsvImport:
             eventstore.commit_asynchronous()
             eventstore.source_lock(self.source.pk)
             known, _ = tracking.items_for_refs(titles, lock=True)
-            profiles = self._profiles(users, received)
             weighted = sorted(self.weights)
             params.update(
-                source=self.source.pk, prefix=f"{self.prefix}:", first=chunk.first,
-                users=users, profiles=[profiles[u] for u in users],
+                source=self.source.pk, prefix=f"{self.prefix}:", first=chunk.first, users=users,
                 refs=[r for r in refs if r in known], items=[known[r] for r in refs if r in known],
                 names=names, types=types, weighted=weighted, weights=[self.weights[k] for k in weighted],
                 midpoint=settings.INTERACTION_RATING_MIDPOINT, item_key=self.limits.item_properties[0],
             )  # fmt: skip
-            stored = self._write(params)
+            for _ in range(RETRIES):
+                stored = self._write(params, users=len(users))
+                if stored is not None:
+                    break
+                logger.info("profiles went away during an import chunk; making them again")
+                self._profiles_create(users, received)
+            else:
+                raise RuntimeError("Profiles kept disappearing during the import; the chunk was not stored.")
             self._checkpoint(chunk, stored)
         return ChunkResult(chunk, stored=stored, duplicates=rows - stored)
 
-    def _write(self, params: dict) -> int:
-        """The chunk's events, strengths and spans; how many events were stored."""
-        sql, args = self._params(self.sql["write_fresh"], params)
-        try:
-            with transaction.atomic():  # a savepoint: a refused insert leaves the chunk usable
-                (stored,), = _run(sql, args, fetch=True)  # fmt: skip
-            return stored
-        except psycopg.errors.UniqueViolation:
-            pass  # some message ids are stored already (a rerun, a file imported twice)
-        sql, args = self._params(self.sql["write"], params)
-        (stored,), = _run(sql, args, fetch=True)  # fmt: skip
-        return stored
+    def _write(self, params: dict, *, users: int) -> int | None:
+        """The chunk's events, strengths and spans; how many events were stored. None (and
+        nothing written) when a profile of the chunk was deleted since it was looked up."""
+        for statement in ("write_fresh", "write"):
+            sql, args = self._params(self.sql[statement], params)
+            try:
+                with transaction.atomic():  # a savepoint: a refused statement leaves the chunk usable
+                    (stored, found), = _run(sql, args, fetch=True)  # fmt: skip
+                    if found < users:
+                        raise _ProfilesGone
+                return stored
+            except psycopg.errors.UniqueViolation:
+                continue  # some message ids are stored already (a rerun, a file imported twice)
+            except _ProfilesGone:
+                return None
+        raise AssertionError("the ON CONFLICT statement cannot refuse a message id")
 
     def _copy(self, data: bytes) -> None:
         columns = ", ".join(self.columns)
@@ -425,36 +467,19 @@ class CsvImport:
         with psycopg.Cursor(connection.connection) as cursor, cursor.copy(sql) as copy:
             copy.write(data)
 
-    def _profiles_create(
-        self, users: list[str], received: datetime, *, known: dict[str, int] | None = None
-    ) -> None:
-        """Create profiles for the user ids without one (not in ``known`` when given),
-        spanning their rows' times."""
-        if known is None:
-            (missing,), = _run(
-                f"SELECT array_agg(x) FROM unnest(%s::text[]) AS x "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {PROFILE} p WHERE p.external_id = x)",
-                [users],
-                fetch=True,
-            )  # fmt: skip
-        else:
-            missing = [u for u in users if u not in known]
+    def _profiles_create(self, users: list[str], received: datetime) -> None:
+        """Create profiles for the user ids without one, spanning their rows' times."""
+        (missing,), = _run(
+            "SELECT array_agg(x) FROM unnest(%s::text[]) AS x "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {PROFILE} p WHERE p.external_id = x)",
+            [users],
+            fetch=True,
+        )  # fmt: skip
         if missing:
             sql, args = self._params(
                 self.sql["profiles"], {"received": received, "now": timezone.now(), "missing": missing}
             )
             _run(sql, args)
-
-    def _profiles(self, users: list[str], received: datetime) -> dict[str, int]:
-        """Profile ids of the chunk's user ids, locked (``FOR KEY SHARE``) against deletion
-        and merges until the chunk commits; any deleted since their creation is made again."""
-        for _ in range(RETRIES):
-            found = eventstore.profiles_by_user_id(users, lock=True)
-            if len(found) == len(users):
-                return found
-            logger.info("profiles went away during an import chunk; making them again")
-            self._profiles_create(users, received, known=found)
-        raise RuntimeError("Profiles kept disappearing during the import; the chunk was not stored.")
 
     def _store_rows(self, chunk: RawChunk) -> ChunkResult:
         """The row-by-row path (the API's rules, message by message) for one chunk."""

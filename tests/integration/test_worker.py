@@ -38,7 +38,7 @@ def worker():
         sys.executable, "-m", "celery", "-A", "recsite", "worker", "--loglevel", "INFO",
         "--queues", "default,heavy", "--concurrency", "1", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    log = open(ROOT / "var" / "integration-worker.log", "w+")  # noqa: SIM115 - closed below
+    log = open(settings.VAR_DIR / "integration-worker.log", "w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc, log

@@ -391,3 +391,46 @@ def _wait_until_blocked(pid: int) -> None:
                 return
             threading.Event().wait(0.01)
     raise AssertionError("the deletion never waited for the import's lock")
+
+
+def test_a_profile_deleted_between_its_creation_and_the_chunk_write_is_made_again(
+    catalog, tmp_path, monkeypatch
+):
+    """The set-based path creates missing profiles in a transaction of its own; one deleted
+    before the chunk's write locks it is noticed there (nothing is written) and made again."""
+    _postgres_only()
+    path = _many_users(tmp_path, "csv", rows=20, users=3)
+    real = csvimport.CsvImport._profiles_create
+    deleted: list[int] = []
+
+    def create_then_delete(self, users, received):
+        real(self, users, received)
+        if not deleted:
+            victim = Profile.objects.get(external_id="u1")
+            deleted.append(victim.pk)
+            victim.delete()
+
+    monkeypatch.setattr(csvimport.CsvImport, "_profiles_create", create_then_delete)
+    report = tracking.events_import(path=path, chunk_size=100)
+    assert report.stored == 20 and report.chunks_set_based == 1
+    u1 = Profile.objects.get(external_id="u1")
+    assert u1.pk != deleted[0]
+    assert Event.objects.filter(profile=u1).count() == 7
+    assert Event.objects.exclude(profile_id__in=Profile.objects.values("pk")).count() == 0
+    assert sum(Interaction.objects.values_list("count", flat=True)) == 20
+
+
+def test_the_chunker_skips_committed_ranges_and_never_splits_a_quoted_line_break(tmp_path):
+    path = tmp_path / "lines.csv"
+    rows = [f"u{n},m1,play,,{n}\n" for n in range(2, 12)]  # lines 2-11
+    rows[4] = 'u6,m1,play,,6,"two\nlines"\n'  # line 6 holds a record that ends on line 7
+    path.write_text("user_id,item_id,event,value,timestamp\n" + "".join(rows))
+    with path.open("rb") as handle:
+        csvimport.header_read(handle)
+        chunks = list(csvimport.raw_chunks(handle, chunk_size=3, line=3, pending=[[9, 10]]))
+    assert [(c.first, c.last, c.plain_lines, c.skipped) for c in chunks] == [
+        (4, 7, False, 2),  # lines 2-3 skipped; read on to close the quoted field
+        (8, 8, True, 0),  # up to the committed range 9-10
+        (11, 12, True, 2),
+    ]
+    assert chunks[0].data.count(b"\n") == 4
