@@ -15,20 +15,26 @@ server does the per-row work, in a few statements per chunk, on several connecti
    ISO 8601 date-time and not in the future. For such rows the API's rules reduce to a few
    SQL expressions; the checks that need Python's own definitions (placeholder user ids,
    the event vocabulary) run once per distinct user id and event name.
-3. Items and profiles are resolved (created and locked, as in ``tracking._store``), and
-   one statement inserts the events (``ON CONFLICT DO NOTHING``: a message id already
-   stored is a duplicate), adds the interaction strengths of the inserted ones and notes
-   each profile's time span. The checkpoint advances in the same transaction.
+3. Missing profiles (spanning their rows' times) and placeholder items are created in a
+   short transaction of their own, so that the other writers never wait for this chunk to
+   see them. Then, in the chunk's transaction: the source and items are locked
+   (``FOR KEY SHARE``, as in ``tracking._store``), and one statement locks the profiles,
+   inserts the events (plainly, or with ``ON CONFLICT DO NOTHING`` when a message id is
+   stored already: a duplicate), adds the interaction strengths of the inserted ones and
+   notes each profile's time span. The checkpoint advances in the same transaction.
 4. After the commit, first/last seen of the chunk's profiles are widened.
 
 A chunk with any other row (a bad one, an anonymous id, properties, a date in another
-format, a quoted line break) is not half-handled: the attempt is rolled back and the chunk
+format, a quoted line break, a quote inside an unquoted field or a line "\\." -- which
+PostgreSQL's CSV reads differently from Python's csv module -- or a message id repeated in
+the chunk) is not half-handled: the attempt is rolled back and the chunk
 goes through the row-by-row path (``tracking.rows_parse`` and ``messages_store``), after
 every earlier chunk has committed, so its rejections, identity work and line numbers are
 exactly the API's. tests/personalization/test_csv_import.py compares both paths.
 
 Writers commit chunks out of order: the checkpoint keeps the committed line ranges beyond
-its ``line`` (``ImportCheckpoint.pending``), so a rerun skips exactly what is stored.
+its ``line`` (``ImportCheckpoint.pending``), so a rerun skips exactly what is stored. A file
+with a ``message_id`` column, and ``--strict``, use one writer (file order matters there).
 """
 
 from __future__ import annotations
@@ -222,7 +228,6 @@ class CsvImport:
         index = {name: i for i, name in enumerate(header)}
         self.columns = [f"c{i}" for i in range(len(header))]
         col = {name: f"s.c{i}" for name, i in index.items()}
-        self.col = col
         self.set_based = bool(self.limits.item_properties) and settings.INTERACTION_HALF_LIFE_DAYS <= 0
         self.sql = self._statements(col)
         self.users_valid: set[str] = set()  # user ids that passed identity.id_clean unchanged
