@@ -434,3 +434,12 @@ def test_the_chunker_skips_committed_ranges_and_never_splits_a_quoted_line_break
         (11, 12, True, 2),
     ]
     assert chunks[0].data.count(b"\n") == 4
+
+
+@pytest.mark.parametrize("option", ["--writers", "--chunk-size"])
+def test_a_count_below_one_is_refused_with_a_command_error(transactional_db, tmp_path, option):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,event,value,timestamp\nu1,m1,play,,\n")
+    with pytest.raises(CommandError, match=f"{option} must be at least 1"):
+        call_command("import_events", str(path), option, "0")
+    assert Event.objects.count() == 0
