@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import resource
@@ -44,6 +45,22 @@ def csv_write(
             out.write(f"user-{rng.randrange(users)},m{rng.randrange(items)},{name},{value},{stamp}\n")
 
 
+def ndjson_write(path: Path, *, events: int, users: int, items: int, seed: int = 3) -> None:
+    """The same random events as Segment track messages, one per line."""
+    rng = random.Random(seed)
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    with path.open("w") as out:
+        for n in range(events):
+            name = rng.choice(NAMES)
+            properties: dict = {"item_id": f"m{rng.randrange(items)}"}
+            if name == "rate":
+                properties["value"] = rng.randint(1, 5)
+            when = datetime.fromtimestamp(start + n * 7, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            message = {"userId": f"user-{rng.randrange(users)}", "event": name, "properties": properties,
+                       "timestamp": when}  # fmt: skip
+            out.write(json.dumps(message) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +72,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, help="import_events --writers (default IMPORT_WRITERS, 2)")
     parser.add_argument("--iso", action="store_true", help="ISO 8601 timestamps instead of Unix seconds")
     parser.add_argument("--bad-every", type=int, default=0, help="one bad row (value 'n/a') every N rows")
+    parser.add_argument("--ndjson", action="store_true", help="Segment messages (NDJSON) instead of CSV")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     var = tempfile.mkdtemp(prefix="rs-bench-import-")
@@ -63,10 +81,19 @@ def main() -> None:
         database_reset(url)
     manage(env, "migrate", "-v0")
     catalog_load(env, args.items)
-    path = Path(var) / "events.csv"
-    csv_write(
-        path, events=args.events, users=args.users, items=args.items, iso=args.iso, bad_every=args.bad_every
-    )
+    if args.ndjson:
+        path = Path(var) / "events.ndjson"
+        ndjson_write(path, events=args.events, users=args.users, items=args.items)
+    else:
+        path = Path(var) / "events.csv"
+        csv_write(
+            path,
+            events=args.events,
+            users=args.users,
+            items=args.items,
+            iso=args.iso,
+            bad_every=args.bad_every,
+        )
     load_before = load_average()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -79,7 +106,8 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     command_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     backend = "PostgreSQL" if url else "SQLite"
-    print(f"backend: {backend}; {args.events:,} CSV rows ({args.users:,} users, {args.items:,} items)")
+    kind = "NDJSON messages" if args.ndjson else "CSV rows"
+    print(f"backend: {backend}; {args.events:,} {kind} ({args.users:,} users, {args.items:,} items)")
     print(f"import: {elapsed:.1f} s, {args.events / elapsed:,.0f} events/s (including process start)")
     print("import_events said: " + " | ".join(done.stdout.strip().splitlines()[-2:]))
     cpu = f"CPU: import_events process {command_cpu:.1f} s"
