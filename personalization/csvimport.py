@@ -212,7 +212,7 @@ def checkpoint_merge(line: int, pending: list, first: int, last: int) -> tuple[i
             done = max(done, b)
         else:
             rest.append([a, b])
-    return (done if done > 1 or line else line), rest
+    return (done if done > 1 else line), rest
 
 
 class CsvImport:
@@ -366,26 +366,20 @@ class CsvImport:
         _run(f"CREATE TEMPORARY TABLE {SEEN} (id bigint, lo timestamptz, hi timestamptz)")
 
     def store(self, chunk: RawChunk, *, own_transaction: bool) -> ChunkResult:
-        """Store one chunk: set-based if every row is plain, else row by row. Retries a
-        chunk that PostgreSQL aborted to break a deadlock (its own transaction only)."""
-        for attempt in range(RETRIES):
-            try:
-                result = None
-                if self.set_based and chunk.plain_lines and chunk.data:
-                    try:
-                        result = self._store_plain(chunk)
-                    except _NotPlain:
-                        result = None
-                if result is None:
-                    self._wait_for_earlier(chunk.seq)
-                    result = self._store_rows(chunk)
-                break
-            except Exception as exc:
-                if not own_transaction or attempt == RETRIES - 1 or not _retryable(exc):
-                    raise
-                logger.info("import chunk at line %s retried after %s", chunk.first, exc)
+        """Store one chunk: set-based if every row is plain, else row by row."""
+
+        def write() -> ChunkResult:
+            if self.set_based and chunk.plain_lines and chunk.data:
+                try:
+                    return self._store_plain(chunk)
+                except _NotPlain:
+                    pass
+            self._wait_for_earlier(chunk.seq)
+            return self._store_rows(chunk)
+
+        result = _retried(write, own_transaction=own_transaction, what=f"import chunk at line {chunk.first}")
         if result.fast:  # the row-by-row path widened them in its transaction
-            self._seen_widen(own_transaction=own_transaction)
+            _retried(self._seen_widen, own_transaction=own_transaction, what="first/last seen update")
         return result
 
     def _store_plain(self, chunk: RawChunk) -> ChunkResult:
@@ -532,25 +526,17 @@ class CsvImport:
         row.stored += stored
         row.save(update_fields=["line", "pending", "stored", "updated_at"])
 
-    def _seen_widen(self, *, own_transaction: bool) -> None:
+    def _seen_widen(self) -> None:
         """Widen first/last seen of the chunk's profiles: after its commit when the chunk had
         its own transaction (row locks held until then would queue the other writers). Two
         writers updating shared profiles in different orders can deadlock: PostgreSQL then
         aborts one statement, which is run again (it only widens, so repeating is harmless)."""
-        sql = (
-            f"UPDATE {PROFILE} SET first_seen = LEAST(COALESCE({PROFILE}.first_seen, s.lo), s.lo), "
-            f"last_seen = GREATEST(COALESCE({PROFILE}.last_seen, s.hi), s.hi) "
-            f"FROM {SEEN} s WHERE {PROFILE}.id = s.id AND {WIDENS}"
-        )
-        for attempt in range(RETRIES):
-            try:
-                with transaction.atomic():
-                    _run(sql)
-                return
-            except Exception as exc:
-                if not own_transaction or attempt == RETRIES - 1 or not _retryable(exc):
-                    raise
-                logger.info("first/last seen update retried after %s", exc)
+        with transaction.atomic():
+            _run(
+                f"UPDATE {PROFILE} SET first_seen = LEAST(COALESCE({PROFILE}.first_seen, s.lo), s.lo), "
+                f"last_seen = GREATEST(COALESCE({PROFILE}.last_seen, s.hi), s.hi) "
+                f"FROM {SEEN} s WHERE {PROFILE}.id = s.id AND {WIDENS}"
+            )
 
     # --- Order between chunks -------------------------------------------------------------
 
@@ -577,6 +563,20 @@ def _retryable(exc: BaseException) -> bool:
     """A deadlock or serialisation failure (raw from psycopg, or wrapped by Django)."""
     retry = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
     return isinstance(exc, retry) or isinstance(exc.__cause__, retry)
+
+
+def _retried(action: Callable, *, own_transaction: bool, what: str):
+    """``action()``, run again (up to RETRIES times in all) when PostgreSQL aborted it to
+    break a deadlock; only when it has its own transaction (inside a caller's, the abort
+    has undone more than ``action``)."""
+    for attempt in range(RETRIES):
+        try:
+            return action()
+        except Exception as exc:
+            if not own_transaction or attempt == RETRIES - 1 or not _retryable(exc):
+                raise
+            logger.info("%s retried after %s", what, exc)
+    raise AssertionError("unreachable")
 
 
 class _Stopped(Exception):

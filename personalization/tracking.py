@@ -515,21 +515,7 @@ def _store(
         results[m.index] = {"index": m.index, "messageId": m.message_id, "status": "stored"}
     report.stored += len(fresh)
 
-    weights = interactions.interaction_weights()
-    interactions.interactions_add(
-        deltas=interactions.deltas_collect(
-            (
-                m.profile_id,
-                m.item_id,
-                interactions.event_weight(
-                    event_type=m.event_type, value=m.value, properties=m.properties, weights=weights
-                ),
-                m.timestamp,
-            )
-            for m in fresh
-            if m.item_id is not None and m.event_type in weights
-        )
-    )
+    interactions.interactions_add(deltas=_deltas(fresh))
     return fresh, ids.created
 
 
